@@ -1,0 +1,182 @@
+"""The command line: options, logging, exit codes. The only module that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mpifarmer import __version__, config, environment
+from mpifarmer.errors import FarmerError, UsageError
+from mpifarmer.farmer import Farmer, FarmerOptions
+from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
+from mpifarmer.store.store import Identity, Store
+from mpifarmer.store.workdir import WorkDir
+from mpifarmer.tasklists.reader import read_task_lines
+
+__all__ = ["main"]
+
+logger = logging.getLogger("mpifarmer")
+
+EXIT_CODES = """\
+exit codes:
+  0  nothing is left to claim and no task has failed
+  1  nothing is left to claim and some task has failed (see WORKDIR/failed)
+  2  usage or input error (nothing was run)
+  3  stopped early (signal or --timeout) with tasks left: run the same command again to resume
+"""
+
+_BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see mpifarmer --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of workers, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer",
+        usage="mpifarmer [run] TASKLIST [options]",
+        description="Run every line of TASKLIST as a shell command on a pool of workers. All progress is "
+        "kept in a work directory, so the same command run again continues where the last run stopped.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("tasklist", metavar="TASKLIST", help="file with one task per line; blank lines and "
+                        "lines starting with # are skipped")
+    parser.add_argument("-n", "--proc", type=_positive_int, default=None, metavar="N",
+                        help="number of tasks run at once (default: the CPUs this process may use, here %d)"
+                        % environment.available_cpus())
+    parser.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                        help="stop after this many seconds: running tasks are interrupted and left to process")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR",
+                        help="work directory for progress and logs (default: TASKLIST_workdir beside TASKLIST)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every task start and end (PyTaskFarmer's '-v VALUE' is accepted too)")
+    parser.add_argument("-r", "--runner", default="default", metavar="NAME",
+                        help="runner definition from ~/.mpifarmer/runners.d or ~/.pytaskfarmer/runners.d "
+                        "(default: plain bash)")
+    parser.add_argument("-t", "--tasklist", dest="handler", default="default", metavar="HANDLER",
+                        help="task-list handler from ~/.mpifarmer/tasklists.d or the current directory "
+                        "(default: one command per line)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run the tasks that failed in earlier runs again")
+    parser.add_argument("--lock-mode", choices=LOCK_MODES, default="flock",
+                        help="how farmers sharing the work directory exclude each other: flock (default), "
+                        "soft (marker file, for filesystems without working flock) or strict (fail-closed "
+                        "marker claims); see the README")
+    parser.add_argument("--lock-dir", default=os.environ.get("MPIFARMER_LOCK_DIR"), metavar="DIR",
+                        help="directory for the lock file (default: $MPIFARMER_LOCK_DIR, else the work "
+                        "directory, else $SCRATCH if the work directory cannot hold the lock)")
+    parser.add_argument("--lease-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="after how long without a heartbeat a farmer on another node is taken for dead "
+                        "and its tasks are run again (default: 300)")
+    parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
+    return parser
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    """Accept ``mpifarmer run ...`` and PyTaskFarmer's ``-v VALUE`` / ``--verbose VALUE``."""
+    if len(argv) > 1 and argv[0] == "run":
+        argv = argv[1:]
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("-v", "--verbose") and i + 1 < len(argv) and argv[i + 1].lower() in _BOOL_WORDS:
+            skip = True
+            if argv[i + 1].lower() in ("0", "false", "no", "off"):
+                continue
+        out.append(arg)
+    return out
+
+
+class _Context(logging.Filter):
+    """Adds the host (and later the rank) to every log record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where = environment.hostname()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.where = self.where
+        return True
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(where)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(_Context())
+    root = logging.getLogger("mpifarmer")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    _setup_logging(False)
+    try:
+        args = build_parser().parse_args(args_list)
+        return run(args)
+    except FarmerError as error:
+        print(f"mpifarmer: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 3
+
+
+def run(args: argparse.Namespace) -> int:
+    runner = config.make_runner(args.runner, config.load_runner_definitions())
+    handler = config.make_tasklist(args.handler, config.load_tasklist_definitions())
+    task_list = Path(args.tasklist)
+    tasks = read_task_lines(task_list)
+    if not tasks.texts:
+        raise FarmerError(f"{task_list}: has no tasks (only blank or comment lines); give a list with "
+                          "one command per line")
+    workdir = WorkDir(args.workdir or f"{task_list}_workdir")
+    proc = args.proc or environment.available_cpus()
+    created = not workdir.root.exists()
+    try:
+        workdir.prepare()
+        lock_dir = Path(args.lock_dir) if args.lock_dir else None
+        lock_path = locate_lock(workdir.root, args.lock_mode, lock_dir, os.environ.get("SCRATCH"))
+        store = Store(workdir, WorkLock(lock_path, args.lock_mode), lease=args.lease_timeout)
+        if args.lock_mode == "strict":
+            store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner)
+        store.open(tasks, Identity.of_this_process(), task_list=str(task_list), retry_failed=args.retry_failed)
+    except FarmerError:
+        if created and not workdir.journal.exists():
+            shutil.rmtree(workdir.root, ignore_errors=True)
+        raise
+    options = FarmerOptions(task_list=task_list, proc=proc, timeout=args.timeout, verbose=args.verbose,
+                            retry_failed=args.retry_failed)
+    return Farmer(options, store, tasks, handler, runner).run()

@@ -1,0 +1,112 @@
+"""What mpifarmer learns from its surroundings: host, process identity, Slurm, CPUs.
+
+Slurm's environment is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "pid_alive", "pid_start", "slurm"]
+
+
+@cache
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@cache
+def boot_id() -> str:
+    """An ID that changes when the host reboots: a pid on another boot is certainly gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as stream:
+            return stream.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone.
+
+    Together with the pid it names one process: a reused pid has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            stat = stream.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def pid_alive(pid: int, start: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` still runs on this host."""
+    now = pid_start(pid)
+    if now is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return start is None  # no /proc: trust the pid alone
+    return start is None or now == start
+
+
+@dataclass(frozen=True)
+class SlurmInfo:
+    """The parts of Slurm's environment mpifarmer uses."""
+
+    job_id: str | None = None
+    array_job_id: str | None = None
+    array_task_id: str | None = None
+    restart_count: int = 0
+    procid: int | None = None
+    ntasks: int | None = None
+    cpus_per_task: int | None = None
+    step_id: str | None = None
+
+    @property
+    def job_key(self) -> str | None:
+        """What names this job across requeues: the array element, else the job ID."""
+        if self.array_job_id and self.array_task_id:
+            return f"{self.array_job_id}_{self.array_task_id}"
+        return self.job_id
+
+    @property
+    def in_step(self) -> bool:
+        """Whether this process is a task of a job step (started by srun)."""
+        return self.step_id is not None and self.procid is not None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def slurm(environ: dict[str, str] | None = None) -> SlurmInfo:
+    env = os.environ if environ is None else environ
+    return SlurmInfo(
+        job_id=env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID"),
+        array_job_id=env.get("SLURM_ARRAY_JOB_ID"),
+        array_task_id=env.get("SLURM_ARRAY_TASK_ID"),
+        restart_count=_int(env.get("SLURM_RESTART_COUNT")) or 0,
+        procid=_int(env.get("SLURM_PROCID")),
+        ntasks=_int(env.get("SLURM_NTASKS")),
+        cpus_per_task=_int(env.get("SLURM_CPUS_PER_TASK")),
+        step_id=env.get("SLURM_STEP_ID"),
+    )
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (which Slurm sets from -c)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -1,0 +1,236 @@
+"""The state of a work directory, rebuilt by replaying its journal.
+
+The journal is an append-only list of records (plain dicts, see :mod:`mpifarmer.scheduling.records`).
+Every farmer sharing a work directory replays the same records in the same order, so they all
+agree on which task is pending, claimed by whom, finished or failed. The decision which task is
+claimed next is made here, in :meth:`Ledger.claim`: the lowest pending ID, so that users who put
+their longest tasks first get them started first.
+
+Nothing here touches files, clocks or processes: the store feeds records in and appends the
+records this class makes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpifarmer.scheduling import records as rec
+
+__all__ = ["FAILED", "FINISHED", "CLAIMED", "PENDING", "FarmerInfo", "Ledger"]
+
+logger = logging.getLogger(__name__)
+
+PENDING, CLAIMED, FINISHED, FAILED = 0, 1, 2, 3
+STATUS_NAMES = ("pending", "claimed", "finished", "failed")
+
+
+@dataclass
+class FarmerInfo:
+    """What a farmer said of itself when it registered, and what it holds now."""
+
+    fid: str
+    host: str = ""
+    boot: str = ""
+    pid: int = 0
+    pid_start: int | None = None
+    job: str | None = None
+    restart: int = 0
+    registered: float = 0.0
+    gone: bool = False
+    held: set[int] = field(default_factory=set)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FarmerInfo:
+        return cls(
+            fid=record["f"],
+            host=record.get("host", ""),
+            boot=record.get("boot", ""),
+            pid=int(record.get("pid", 0)),
+            pid_start=record.get("pst"),
+            job=record.get("job"),
+            restart=int(record.get("restart", 0)),
+            registered=float(record.get("t", 0.0)),
+        )
+
+
+class Ledger:
+    """Task states and farmer registrations, as the journal records them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.status = bytearray()
+        self.owner: dict[int, str] = {}
+        self.farmers: dict[str, FarmerInfo] = {}
+        self.registrations = 0
+        #: Start records of task runs not yet ended, by task ID (pid, host, slot, time).
+        self.started: dict[int, dict[str, Any]] = {}
+        #: End records of every task run, in journal order (the timeline is drawn from them).
+        self.runs: list[dict[str, Any]] = []
+        self.counts = [0, 0, 0, 0]
+        self._heap: list[int] = []
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def count(self, status: int) -> int:
+        return self.counts[status]
+
+    @property
+    def pending(self) -> int:
+        return self.counts[PENDING]
+
+    def ids_with(self, status: int) -> Iterator[int]:
+        """IDs with ``status`` in ascending order (a scan: for views, not for hot paths)."""
+        return (i for i, s in enumerate(self.status) if s == status)
+
+    def others_holding(self, fid: str) -> list[FarmerInfo]:
+        """Farmers other than ``fid`` that hold claimed tasks."""
+        return [f for f in self.farmers.values() if f.fid != fid and f.held]
+
+    # -- replay ----------------------------------------------------------------------------
+
+    def apply_all(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.apply(record)
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """Apply one journal record. Unknown kinds are skipped so old farmers read new journals."""
+        handler = self._handlers.get(record.get("e", ""))
+        if handler is None:
+            logger.debug("skipping journal record of unknown kind %r", record.get("e"))
+            return
+        handler(self, record)
+
+    def _on_add(self, record: dict[str, Any]) -> None:
+        first, lines = int(record["first"]), record["lines"]
+        if first != len(self.lines):
+            # A duplicate add (two farmers saw the same appended lines) adds nothing.
+            if first + len(lines) <= len(self.lines):
+                return
+            lines = lines[len(self.lines) - first :]
+            first = len(self.lines)
+        self.lines.extend(lines)
+        self.status.extend(bytes(len(lines)))
+        self.counts[PENDING] += len(lines)
+        self._heap.extend(range(first, first + len(lines)))  # ascending: still a heap
+
+    def _on_hello(self, record: dict[str, Any]) -> None:
+        self.registrations += 1
+        self.farmers[record["f"]] = FarmerInfo.from_record(record)
+
+    def _on_claim(self, record: dict[str, Any]) -> None:
+        farmer = self._farmer(record["f"])
+        for task in record["ids"]:
+            if self.status[task] != PENDING:
+                logger.warning("journal: task %d claimed by %s while %s", task, farmer.fid,
+                               STATUS_NAMES[self.status[task]])
+                continue
+            self._set(task, CLAIMED)
+            self.owner[task] = farmer.fid
+            farmer.held.add(task)
+
+    def _on_start(self, record: dict[str, Any]) -> None:
+        self.started[int(record["id"])] = record
+
+    def _on_end(self, record: dict[str, Any]) -> None:
+        task = int(record["id"])
+        self.started.pop(task, None)
+        self.runs.append(record)
+        self._disown(task)
+        state = record["st"]
+        current = self.status[task]
+        if state == rec.FINISHED:
+            self._set(task, FINISHED)
+        elif state == rec.FAILED:
+            if current != FINISHED:
+                self._set(task, FAILED)
+        elif current == CLAIMED and task not in self.owner:
+            self._release(task)
+
+    def _on_release(self, record: dict[str, Any]) -> None:
+        for task in record["ids"]:
+            if self.owner.get(task) == record["f"]:
+                self._disown(task)
+                self._release(task)
+
+    def _on_retry(self, record: dict[str, Any]) -> None:
+        for task in record["ids"]:
+            if self.status[task] == FAILED:
+                self._release(task)
+
+    def _on_gone(self, record: dict[str, Any]) -> None:
+        """A farmer left (``bye``) or was found dead (``dead``): what it held is pending again."""
+        farmer = self.farmers.get(record["f"])
+        if farmer is None:
+            return
+        farmer.gone = True
+        for task in sorted(farmer.held):
+            self.owner.pop(task, None)
+            self.started.pop(task, None)
+            if self.status[task] == CLAIMED:
+                self._release(task)
+        farmer.held.clear()
+
+    _handlers = {
+        rec.ADD: _on_add,
+        rec.HELLO: _on_hello,
+        rec.CLAIM: _on_claim,
+        rec.START: _on_start,
+        rec.END: _on_end,
+        rec.RELEASE: _on_release,
+        rec.RETRY: _on_retry,
+        rec.BYE: _on_gone,
+        rec.DEAD: _on_gone,
+    }
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def claim(self, fid: str, count: int) -> dict[str, Any] | None:
+        """Claim up to ``count`` pending tasks, lowest IDs first; return the applied record."""
+        ids: list[int] = []
+        while self._heap and len(ids) < count:
+            task = heapq.heappop(self._heap)
+            if self.status[task] == PENDING and task not in ids:
+                ids.append(task)
+        if not ids:
+            return None
+        record = rec.claim(fid, ids)
+        self.apply(record)
+        return record
+
+    def retry_failed(self, fid: str) -> dict[str, Any] | None:
+        """Make every failed task pending again; return the applied record."""
+        ids = list(self.ids_with(FAILED))
+        if not ids:
+            return None
+        record = rec.retry(fid, ids)
+        self.apply(record)
+        return record
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _farmer(self, fid: str) -> FarmerInfo:
+        farmer = self.farmers.get(fid)
+        if farmer is None:  # a journal cut before its hello still replays
+            farmer = self.farmers[fid] = FarmerInfo(fid)
+        return farmer
+
+    def _disown(self, task: int) -> None:
+        fid = self.owner.pop(task, None)
+        if fid is not None:
+            self.farmers[fid].held.discard(task)
+
+    def _release(self, task: int) -> None:
+        self._set(task, PENDING)
+        heapq.heappush(self._heap, task)
+
+    def _set(self, task: int, status: int) -> None:
+        self.counts[self.status[task]] -= 1
+        self.counts[status] += 1
+        self.status[task] = status

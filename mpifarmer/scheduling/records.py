@@ -1,0 +1,75 @@
+"""The journal's record kinds, defined once.
+
+A record is a small JSON object with its kind under ``"e"``. Records are appended whole, one
+per line, and replayed in order by :class:`mpifarmer.scheduling.ledger.Ledger`. New kinds and
+new keys may be added later: readers skip kinds they do not know and keys they do not use.
+
+====================  =================================================================
+``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines
+``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
+``claim``             farmer ``f`` claimed tasks ``ids``
+``start``             a run of task ``id`` started (pid, host, rank, slot, time)
+``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted
+``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
+``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
+``bye``               farmer ``f`` left; anything it still held is pending again
+``dead``              farmer ``f`` was found dead by ``by``; what it held is pending again
+====================  =================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = 1
+
+ADD, HELLO, CLAIM, START, END = "add", "hello", "claim", "start", "end"
+RELEASE, RETRY, BYE, DEAD = "release", "retry", "bye", "dead"
+
+FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
+
+Record = dict[str, Any]
+
+
+def add(first: int, lines: list[str]) -> Record:
+    return {"e": ADD, "first": first, "lines": lines}
+
+
+def claim(fid: str, ids: list[int]) -> Record:
+    return {"e": CLAIM, "f": fid, "ids": ids}
+
+
+def release(fid: str, ids: list[int]) -> Record:
+    return {"e": RELEASE, "f": fid, "ids": ids}
+
+
+def retry(fid: str, ids: list[int]) -> Record:
+    return {"e": RETRY, "f": fid, "ids": ids}
+
+
+def bye(fid: str, t: float) -> Record:
+    return {"e": BYE, "f": fid, "t": round(t, 3)}
+
+
+def dead(fid: str, by: str, why: str, t: float) -> Record:
+    return {"e": DEAD, "f": fid, "by": by, "why": why, "t": round(t, 3)}
+
+
+def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
+    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks."""
+    return {"e": HELLO, "v": VERSION, "f": fid, **identity, "t": round(t, 3)}
+
+
+def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: int, slot: int,
+          t: float) -> Record:
+    return {"e": START, "f": fid, "id": task, "pid": pid, "pst": pst, "host": host, "rank": rank,
+            "slot": slot, "t": round(t, 3)}
+
+
+def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
+        host: str, rank: int, slot: int) -> Record:
+    record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": round(t0, 4),
+                      "t1": round(t1, 4), "host": host, "rank": rank, "slot": slot}
+    if sig is not None:
+        record["sig"] = sig
+    return record

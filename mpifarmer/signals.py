@@ -1,0 +1,66 @@
+"""Signal handling: handlers only record what arrived; the main loop acts on it.
+
+SIGUSR1, SIGTERM and SIGINT ask the farmer to stop (drain). SIGCHLD only wakes the main loop,
+which sleeps in ``select`` on a pipe that Python's wakeup fd writes to on every signal.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+from types import FrameType
+
+__all__ = ["STOP_SIGNALS", "SignalFlags"]
+
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+
+
+class SignalFlags:
+    """Installs the handlers; ``stop_requests`` counts stop signals, ``last`` names the latest."""
+
+    def __init__(self) -> None:
+        self.stop_requests = 0
+        self.last: int | None = None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._read, selectors.EVENT_READ)
+        self._previous: dict[int, object] = {}
+        self._previous_fd: int | None = None
+
+    def install(self) -> None:
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._on_stop)
+        self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._on_child)
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requests += 1
+        self.last = signum
+
+    def _on_child(self, signum: int, frame: FrameType | None) -> None:
+        pass  # the wakeup fd has done the work
+
+    def wait(self, timeout: float | None) -> None:
+        """Sleep until a signal arrives or ``timeout`` seconds pass; then empty the pipe."""
+        if timeout is None or timeout > 0:
+            self._selector.select(timeout)
+        try:
+            while os.read(self._read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def wake(self) -> None:
+        """Wake a :meth:`wait` from elsewhere in this process."""
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:
+            pass

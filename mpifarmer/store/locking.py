@@ -1,0 +1,160 @@
+"""Mutual exclusion between farmers that share a work directory.
+
+The lock guards decisions, never work: it is held to read the journal's new records, decide
+claims and append records, which takes about a millisecond. Three modes, all from ``filelock``:
+
+``flock``  (default) ``fcntl.flock`` on a file. A holder's death frees it at once. Exclusive
+           across nodes only where the filesystem makes flock cluster-wide: NFS (emulated with
+           POSIX locks), Lustre mounted with ``-o flock``. Node-local on GPFS and on Lustre
+           mounted ``localflock``; missing on Cray DVS, where it fails with ENOLCK/ENOSYS.
+``soft``   a marker file made with ``O_CREAT|O_EXCL`` holding host and pid. Works wherever
+           exclusive create is coherent (NFSv3+, Lustre, GPFS). A marker left by a dead holder
+           on this host is removed at once; one from another node only when it is older than
+           the stale time (``--lock-stale``, default 60 s), which could let two holders overlap
+           if a holder stalled that long inside a millisecond-long critical section.
+``strict`` filelock's fail-closed ``StrictSoftFileLock`` (claim files and hard links). Never
+           broken by age: a claim is broken only when its owner is proven dead (same host and
+           its pid is gone, or its farmer's lease has expired).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import filelock
+
+from mpifarmer.errors import LockError
+
+__all__ = ["LOCK_MODES", "WorkLock", "locate_lock"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_MODES = ("flock", "soft", "strict")
+LOCK_NAME = "lock"
+
+#: ``is_dead(host, pid)`` answers whether the owner of a strict claim is certainly gone.
+DeadCheck = Callable[[str, int], bool]
+
+
+class WorkLock:
+    """The work-directory lock in one of :data:`LOCK_MODES`."""
+
+    def __init__(self, path: Path, mode: str = "flock", *, stale_after: float = 60.0,
+                 is_dead: DeadCheck | None = None) -> None:
+        self.path = path
+        self.mode = mode
+        self._is_dead = is_dead
+        if mode == "flock":
+            self._lock: filelock.BaseFileLock = filelock.UnixFileLock(path, fallback_to_soft=False)
+        elif mode == "soft":
+            self._lock = filelock.SoftFileLock(path, lifetime=stale_after)
+        elif mode == "strict":
+            self._lock = filelock.StrictSoftFileLock(path)
+        else:
+            raise ValueError(f"unknown lock mode {mode!r}")
+
+    def acquire(self, timeout: float | None = None, *, warn_after: float = 30.0) -> bool:
+        """Take the lock; wait at most ``timeout`` seconds (None: for ever). False on timeout."""
+        start = time.monotonic()
+        warned = start
+        while True:
+            waited = time.monotonic() - start
+            chunk = 1.0 if timeout is None else min(1.0, max(0.0, timeout - waited))
+            try:
+                self._lock.acquire(timeout=chunk)
+                return True
+            except filelock.Timeout:
+                pass
+            self._break_dead_claims()
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                return False
+            if now - warned >= warn_after:
+                warned = now
+                logger.warning("still waiting for the work-directory lock %s (%s mode) after %.0f s",
+                               self.path, self.mode, now - start)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> WorkLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _break_dead_claims(self) -> None:
+        if self.mode != "strict" or self._is_dead is None:
+            return
+        assert isinstance(self._lock, filelock.StrictSoftFileLock)
+        try:
+            claims = self._lock.claims
+        except (OSError, filelock.SoftFileLockProtocolError):
+            return
+        for claim in claims:
+            if self._is_dead(claim.hostname, claim.pid):
+                logger.warning("breaking the strict lock claim of dead process %d on %s",
+                               claim.pid, claim.hostname)
+                try:
+                    self._lock.force_break(claim.name)
+                except OSError:
+                    pass
+
+
+def _probe(path: Path, mode: str) -> None:
+    """Take and release a lock of ``mode`` at ``path``; raise OSError if the filesystem cannot."""
+    lock = WorkLock(path, mode)
+    try:
+        if lock.acquire(timeout=5.0):
+            lock.release()
+    except filelock.SoftFileLockProtocolError as error:
+        raise OSError(errno.EOPNOTSUPP, str(error)) from None
+
+
+def locate_lock(workdir: Path, mode: str, lock_dir: Path | None, scratch: str | None) -> Path:
+    """Decide where the lock lives and check that a lock of ``mode`` works there.
+
+    ``lock_dir`` (``--lock-dir`` or ``MPIFARMER_LOCK_DIR``) wins when given; otherwise the work
+    directory, falling back to ``$SCRATCH`` when the work directory's filesystem cannot hold
+    the lock. A lock outside the work directory is named after the work directory's absolute
+    path, so that several work directories can share one lock directory.
+    """
+    if lock_dir is not None:
+        if not lock_dir.is_dir():
+            raise LockError(lock_dir, "lock directory does not exist; create it or fix --lock-dir/"
+                            "MPIFARMER_LOCK_DIR")
+        path = _outside_name(lock_dir, workdir)
+        _check(path, mode, "in the lock directory; try another --lock-dir or --lock-mode")
+        return path
+    path = workdir / LOCK_NAME
+    try:
+        _probe(path, mode)
+        return path
+    except OSError as error:
+        reason = error.strerror or str(error)
+    if not scratch:
+        raise LockError(path, f"the work directory's filesystem cannot hold a {mode} lock ({reason}); "
+                        "set --lock-dir to a directory that can, or try --lock-mode soft")
+    logger.warning("the work directory cannot hold a %s lock (%s); using $SCRATCH=%s", mode, reason, scratch)
+    path = _outside_name(Path(scratch), workdir)
+    _check(path, mode, "in $SCRATCH either; set --lock-dir or try --lock-mode soft")
+    return path
+
+
+def _outside_name(directory: Path, workdir: Path) -> Path:
+    digest = hashlib.sha1(os.fsencode(workdir.resolve())).hexdigest()[:16]
+    return directory / f"mpifarmer-{digest}.lock"
+
+
+def _check(path: Path, mode: str, advice: str) -> None:
+    try:
+        _probe(path, mode)
+    except OSError as error:
+        raise LockError(path, f"cannot hold a {mode} lock ({error.strerror or error}) {advice}") from None

@@ -1,0 +1,279 @@
+"""The durable work directory as one farmer sees it: open, sync, heartbeat, close.
+
+Every state change goes through :meth:`Store.sync`, one short critical section under the
+work-directory lock: read what other farmers appended, find dead farmers, append this
+farmer's records and claims in one write, release. Views (``toprocess`` and the others)
+are rewritten outside the lock at a pace that bounds their cost, and once more under the lock
+when the farmer leaves, so they are exact whenever no farmer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mpifarmer import environment
+from mpifarmer.errors import TaskListChanged
+from mpifarmer.scheduling import records as rec
+from mpifarmer.scheduling.ledger import FarmerInfo, Ledger
+from mpifarmer.scheduling.liveness import Facts, Liveness, judge
+from mpifarmer.store.journal import Journal
+from mpifarmer.store.locking import WorkLock
+from mpifarmer.store.views import write_views
+from mpifarmer.store.workdir import WorkDir, atomic_write
+from mpifarmer.tasklists.reader import TaskLines
+
+__all__ = ["Identity", "Store", "SyncResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a farmer is, as recorded in its ``hello`` record and heartbeat file."""
+
+    host: str
+    boot: str
+    pid: int
+    pid_start: int | None
+    job: str | None = None
+    restart: int = 0
+    ranks: int = 1
+
+    @classmethod
+    def of_this_process(cls, ranks: int = 1) -> Identity:
+        slurm = environment.slurm()
+        return cls(environment.hostname(), environment.boot_id(), os.getpid(),
+                   environment.pid_start(os.getpid()), slurm.job_key, slurm.restart_count, ranks)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"host": self.host, "boot": self.boot, "pid": self.pid, "pst": self.pid_start,
+                "job": self.job, "restart": self.restart, "ranks": self.ranks}
+
+
+@dataclass
+class SyncResult:
+    claimed: list[int]
+    holders: dict[str, Liveness]  # verdicts on other farmers that hold claims
+
+
+class Store:
+    """One farmer's access to a work directory (see the module docstring)."""
+
+    def __init__(self, workdir: WorkDir, lock: WorkLock, *, lease: float = 300.0, fsync: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.workdir = workdir
+        self.lock = lock
+        self.lease = lease
+        self.beat_interval = min(30.0, lease / 10)
+        self.journal = Journal(workdir.journal, fsync=fsync)
+        self.ledger = Ledger()
+        self.clock = clock
+        self.fid = ""
+        self.me: FarmerInfo | None = None
+        self._identity: Identity | None = None
+        self._last_beat = 0.0
+        self._views_at = 0.0
+        self._views_cost = 0.0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def open(self, tasks: TaskLines, identity: Identity, *, task_list: str, retry_failed: bool = False) -> None:
+        """Register this farmer; add new tasks; refuse a task list that no longer matches."""
+        with self.lock:
+            self.workdir.remove_temporaries()
+            self.ledger.apply_all(self.journal.read_new())
+            self._check_unchanged(tasks, task_list)
+            out: list[dict[str, Any]] = []
+            known = len(self.ledger)
+            if len(tasks) > known:
+                for first in range(known, len(tasks), 10000):
+                    out.append(rec.add(first, tasks.texts[first : first + 10000]))
+                    self.ledger.apply(out[-1])
+            self._register(identity, out)
+            self._sweep(out)
+            self.journal.append(out)
+            if retry_failed:
+                retried = self.ledger.retry_failed(self.fid)
+                if retried:
+                    self.journal.append([retried])
+            self.write_views()
+
+    def _register(self, identity: Identity, out: list[dict[str, Any]]) -> None:
+        self._identity = identity
+        self.fid = f"f{self.ledger.registrations}-{identity.host}-{identity.pid}"
+        hello = rec.hello(self.fid, identity.as_record(), self.clock())
+        self.ledger.apply(hello)
+        self.me = self.ledger.farmers[self.fid]
+        out.append(hello)
+        with atomic_write(self.workdir.heartbeat(self.fid)) as stream:
+            json.dump(identity.as_record() | {"fid": self.fid}, stream)
+        self._last_beat = self.clock()
+
+    def _check_unchanged(self, tasks: TaskLines, task_list: str) -> None:
+        recorded = self.ledger.lines
+        for task, (old, new) in enumerate(zip(recorded, tasks.texts)):
+            if old != new:
+                raise TaskListChanged(
+                    task_list, f"task {task} differs from the one recorded in {self.workdir.root} "
+                    f"({_clip(old)!r}); task IDs would change meaning: restore the line, or start a new "
+                    "work directory (-w)", tasks.linenos[task])
+        if len(tasks) < len(recorded):
+            missing = len(tasks)
+            raise TaskListChanged(
+                task_list, f"task {missing} ({_clip(recorded[missing])!r}) and {len(recorded) - missing - 1} "
+                f"after it were removed since {self.workdir.root} was made; restore them, or start a new "
+                "work directory (-w)", tasks.next_lineno)
+
+    def sync(self, out: list[dict[str, Any]], want: int = 0, tasks: TaskLines | None = None,
+             lock_timeout: float | None = None) -> SyncResult | None:
+        """Append ``out``, add the lines of ``tasks`` the ledger lacks, claim up to ``want``.
+
+        Returns None if the lock could not be had within ``lock_timeout``."""
+        if not self.lock.acquire(lock_timeout):
+            return None
+        try:
+            self.ledger.apply_all(self.journal.read_new())
+            if self.me is not None and self.me.gone:
+                self._reregister(out)
+            if tasks is not None and len(tasks) > len(self.ledger):
+                known = len(self.ledger)
+                out.append(rec.add(known, tasks.texts[known:]))
+            for record in out:
+                self.ledger.apply(record)
+            holders = self._sweep(out) if self.ledger.others_holding(self.fid) else {}
+            claim = self.ledger.claim(self.fid, want) if want > 0 else None
+            if claim is not None:
+                out.append(claim)
+            self.journal.append(out)
+        finally:
+            self.lock.release()
+        return SyncResult(claim["ids"] if claim else [], holders)
+
+    def close(self, out: list[dict[str, Any]], lock_timeout: float | None = None) -> bool:
+        """Append ``out`` and a ``bye``, rewrite the views; False if the lock was not had."""
+        if not self.lock.acquire(lock_timeout):
+            return False
+        try:
+            self.ledger.apply_all(self.journal.read_new())
+            for record in out:
+                self.ledger.apply(record)
+            bye = rec.bye(self.fid, self.clock())
+            self.ledger.apply(bye)
+            self.journal.append([*out, bye])
+            self.write_views()
+        finally:
+            self.lock.release()
+        try:
+            self.workdir.heartbeat(self.fid).unlink()
+        except OSError:
+            pass
+        return True
+
+    # -- heartbeat, liveness, views ---------------------------------------------------------
+
+    def beat(self, force: bool = False) -> None:
+        """Refresh this farmer's heartbeat if it is due."""
+        now = self.clock()
+        if force or now - self._last_beat >= self.beat_interval:
+            try:
+                os.utime(self.workdir.heartbeat(self.fid))
+            except FileNotFoundError:
+                assert self._identity is not None
+                with atomic_write(self.workdir.heartbeat(self.fid)) as stream:
+                    json.dump(self._identity.as_record() | {"fid": self.fid}, stream)
+            self._last_beat = now
+
+    def _sweep(self, out: list[dict[str, Any]]) -> dict[str, Liveness]:
+        """Judge every other farmer that holds claims; record the dead ones."""
+        assert self.me is not None
+        holders: dict[str, Liveness] = {}
+        others = self.ledger.others_holding(self.fid)
+        if not others:
+            return holders
+        self.beat(force=True)
+        own = _mtime(self.workdir.heartbeat(self.fid))
+        now = self.clock()
+        for other in others:
+            facts = self._facts(other, own, now)
+            verdict, why = judge(other, self.me, facts, lease=self.lease, beat_interval=self.beat_interval)
+            holders[other.fid] = verdict
+            if verdict is Liveness.DEAD:
+                logger.warning("farmer %s is dead (%s): its %d claimed tasks are pending again",
+                               other.fid, why, len(other.held))
+                self._kill_orphans(other)
+                record = rec.dead(other.fid, self.fid, why, now)
+                self.ledger.apply(record)
+                out.append(record)
+        return holders
+
+    def _facts(self, other: FarmerInfo, own_beat: float | None, now: float) -> Facts:
+        theirs = _mtime(self.workdir.heartbeat(other.fid))
+        beat_age = own_beat - theirs if own_beat is not None and theirs is not None else None
+        same_host = other.host == environment.hostname() and other.boot == environment.boot_id()
+        alive = environment.pid_alive(other.pid, other.pid_start) if same_host else None
+        return Facts(beat_age, alive, now - other.registered if other.registered else 0.0)
+
+    def _kill_orphans(self, other: FarmerInfo) -> None:
+        """Kill task processes a dead farmer on this host left running, so no task runs twice."""
+        if other.host != environment.hostname() or other.boot != environment.boot_id():
+            return
+        for task in sorted(other.held):
+            start = self.ledger.started.get(task)
+            if not start or start.get("f") != other.fid or not start.get("pid"):
+                continue
+            pgid = int(start["pid"])
+            now = environment.pid_start(pgid)
+            if now is not None and start.get("pst") is not None and now != start["pst"]:
+                continue  # the pid was reused: not ours
+            try:
+                os.killpg(pgid, 9)
+                logger.warning("killed the leftover process group %d of task %d", pgid, task)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _reregister(self, out: list[dict[str, Any]]) -> None:
+        logger.warning("farmer %s was declared dead by another farmer; registering again", self.fid)
+        assert self._identity is not None
+        self._register(self._identity, out)
+
+    def views_due(self) -> bool:
+        """Whether a view rewrite is due: at least 2 s and 20 times its last cost apart."""
+        return self.clock() - self._views_at >= max(2.0, 20 * self._views_cost)
+
+    def write_views(self) -> None:
+        start = time.perf_counter()
+        write_views(self.ledger, self.workdir)
+        self._views_cost = time.perf_counter() - start
+        self._views_at = self.clock()
+
+    def is_dead_lock_owner(self, host: str, pid: int) -> bool:
+        """For the strict lock: is the process that holds a lock claim certainly gone?"""
+        if host == environment.hostname():
+            return not environment.pid_alive(pid, None)
+        for farmer in self.ledger.farmers.values():
+            if farmer.host == host and farmer.pid == pid:
+                age = _age(self.workdir.heartbeat(farmer.fid))
+                return farmer.gone or age is None or age > self.lease
+        return False
+
+
+def _mtime(path: os.PathLike[str] | str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _age(path: os.PathLike[str] | str) -> float | None:
+    mtime = _mtime(path)
+    return None if mtime is None else time.time() - mtime
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,66 @@
+"""Human-readable views of the ledger: PyTaskFarmer's files and the Perfetto timeline.
+
+``toprocess``, ``running``, ``finished`` and ``failed`` hold one ``ID LINE`` line per task;
+``timeline.json`` is Chrome trace-event JSON with one complete event (``"ph": "X"``) per task
+run, host and rank as the process, worker slot as the thread. Every file is rewritten whole
+and atomically, so each is valid at every moment. A rewrite costs O(tasks); the store spaces
+rewrites out in proportion to how long they take, which bounds their share of the run time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING, Ledger
+from mpifarmer.store.workdir import WorkDir, atomic_write
+
+__all__ = ["write_views", "timeline_events"]
+
+
+def write_views(ledger: Ledger, workdir: WorkDir) -> None:
+    """Rewrite every view from ``ledger``."""
+    buckets: dict[int, list[str]] = {PENDING: [], CLAIMED: [], FINISHED: [], FAILED: []}
+    lines = ledger.lines
+    for task, status in enumerate(ledger.status):
+        buckets[status].append(f"{task} {lines[task]}\n")
+    for status, path in ((PENDING, workdir.toprocess), (CLAIMED, workdir.running),
+                         (FINISHED, workdir.finished), (FAILED, workdir.failed)):
+        _write_lines(path, buckets[status])
+    with atomic_write(workdir.timeline) as stream:
+        json.dump({"traceEvents": timeline_events(ledger.runs), "displayTimeUnit": "ms"}, stream,
+                  separators=(",", ":"))
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    with atomic_write(path) as stream:
+        stream.writelines(lines)
+
+
+def timeline_events(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trace events for ``runs`` (end records): metadata naming each host/rank, then one
+    complete event per run, with times in microseconds."""
+    processes: dict[tuple[str, int], int] = {}
+    slots: set[tuple[int, int]] = set()
+    events: list[dict[str, Any]] = []
+    for run in runs:
+        t0 = run.get("t0")
+        if t0 is None:
+            continue
+        key = (run.get("host", "?"), int(run.get("rank", 0)))
+        pid = processes.setdefault(key, len(processes))
+        tid = int(run.get("slot", 0))
+        slots.add((pid, tid))
+        args = {"id": run["id"], "status": run["st"], "rc": run.get("rc")}
+        if "sig" in run:
+            args["signal"] = run["sig"]
+        events.append({"name": f"task {run['id']}", "cat": run["st"], "ph": "X", "pid": pid, "tid": tid,
+                       "ts": round(t0 * 1e6), "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args})
+    meta: list[dict[str, Any]] = []
+    for (host, rank), pid in processes.items():
+        meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
+        meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
+    for pid, tid in sorted(slots):
+        meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": f"slot {tid}"}})
+    return meta + events

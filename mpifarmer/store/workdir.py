@@ -1,0 +1,96 @@
+"""The work directory's layout: every path mpifarmer writes comes from :class:`WorkDir`.
+
+PyTaskFarmer's files keep their names and formats (``toprocess``, ``finished``, ``failed``,
+``logs/log_ID``, ``timeline.json``); they are views, regenerated from ``journal.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from mpifarmer.errors import WorkDirError
+
+__all__ = ["WorkDir", "atomic_write"]
+
+
+class WorkDir:
+    """Paths inside one work directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.journal = self.root / "journal.jsonl"
+        self.toprocess = self.root / "toprocess"
+        self.running = self.root / "running"
+        self.finished = self.root / "finished"
+        self.failed = self.root / "failed"
+        self.timeline = self.root / "timeline.json"
+        self.logs = self.root / "logs"
+        self.farmers = self.root / "farmers"
+
+    def log(self, task: int) -> Path:
+        return self.logs / f"log_{task}"
+
+    def heartbeat(self, fid: str) -> Path:
+        return self.farmers / fid
+
+    def prepare(self) -> None:
+        """Create the directory tree, or explain in one line why it cannot be used."""
+        if self.root.exists() and not self.root.is_dir():
+            raise WorkDirError(self.root, "exists and is not a directory; remove it or choose another -w/--workdir")
+        try:
+            for directory in (self.root, self.logs, self.farmers):
+                directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkDirError(self.root, f"cannot create it ({error.strerror}); choose another -w/--workdir") \
+                from None
+        self.check_writable()
+
+    def check_writable(self) -> None:
+        """Check that files can be created and atomically renamed in the work directory."""
+        try:
+            with atomic_write(self.root / ".probe") as stream:
+                stream.write("probe\n")
+            os.unlink(self.root / ".probe")
+        except OSError as error:
+            raise WorkDirError(self.root, f"cannot write and rename files there ({error.strerror}); "
+                               "fix its permissions or choose another -w/--workdir") from None
+
+    def remove_temporaries(self) -> None:
+        """Remove temporary files left by writers that were killed (call with the lock held)."""
+        for stray in self.root.glob(".*.tmp"):
+            try:
+                stray.unlink()
+            except OSError:
+                pass
+
+    def exists(self) -> bool:
+        return self.journal.exists()
+
+
+@contextmanager
+def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[str]]:
+    """Write ``path`` as a whole: a temporary file beside it, then ``os.replace``.
+
+    Readers see the old content or the new one, never a mixture, even if the writer is
+    killed midway; a killed writer leaves only a hidden ``.tmp`` file, which
+    :meth:`WorkDir.remove_temporaries` clears at the next start.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            yield stream
+            if fsync:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

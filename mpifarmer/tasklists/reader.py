@@ -1,0 +1,96 @@
+"""Reading task lines from a task-list file, whole or from a byte offset.
+
+A task line is any line that is not blank and does not start (after blanks) with ``#``.
+Task IDs are the 0-based index among task lines, so comments and blank lines may change
+freely without renumbering anything. Reading can resume from a byte offset, which is how a
+running farm picks up lines appended to its list without reading the whole file again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpifarmer.errors import TaskListError
+
+__all__ = ["TaskLines", "read_task_lines"]
+
+
+@dataclass
+class TaskLines:
+    """Task lines read from one file, in order.
+
+    ``texts[i]`` is found on 1-based file line ``linenos[i]``. ``end`` is the byte offset
+    where the next read resumes and ``next_lineno`` the file line number found there.
+    """
+
+    texts: list[str] = field(default_factory=list)
+    linenos: list[int] = field(default_factory=list)
+    end: int = 0
+    next_lineno: int = 1
+    #: Where the last line started if it had no newline (and was read), else None: a watcher
+    #: re-reads from there, since the line may still be being written.
+    tail_start: int | None = None
+    tail_lineno: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_task_lines(
+    path: str | Path,
+    *,
+    start: int = 0,
+    first_lineno: int = 1,
+    include_unterminated: bool = True,
+) -> TaskLines:
+    """Read the task lines of ``path`` from byte ``start`` on.
+
+    ``include_unterminated`` decides what happens to a last line with no newline: a file
+    read at start-up takes it (editors often leave it off), a file being appended to while
+    the farm runs leaves it for the next read, because its writer may not be done with it.
+
+    Raises :class:`TaskListError` naming the line for bytes that are not UTF-8 or a NUL.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            stream.seek(start)
+            data = stream.read()
+    except IsADirectoryError:
+        raise TaskListError(path, "is a directory; give the task list file") from None
+    except FileNotFoundError:
+        raise TaskListError(path, "no such file; give the path of the task list") from None
+    except OSError as error:
+        raise TaskListError(path, f"cannot read: {error.strerror}") from None
+
+    result = TaskLines(end=start, next_lineno=first_lineno)
+    if not data:
+        return result
+    chunks = data.split(b"\n")
+    tail = chunks.pop()  # b"" when the data ends with a newline
+    if tail and include_unterminated:
+        result.tail_start = start + len(data) - len(tail)
+        result.tail_lineno = first_lineno + len(chunks)
+        chunks.append(tail)
+        tail = b""
+    lineno = first_lineno
+    for raw in chunks:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\x00" in raw:
+            raise TaskListError(path, "contains a NUL byte; a task list must be text", lineno)
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise TaskListError(
+                path, f"byte {raw[error.start]:#04x} at column {error.start + 1} is not UTF-8; "
+                "convert the file to UTF-8 (e.g. with iconv)", lineno
+            ) from None
+        if text and not text.startswith("#"):
+            result.texts.append(text)
+            result.linenos.append(lineno)
+        lineno += 1
+    result.end = start + len(data) - len(tail)
+    result.next_lineno = lineno
+    return result
