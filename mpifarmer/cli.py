@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("tasklist", metavar="TASKLIST", help="file with one task per line; blank lines and "
                         "lines starting with # are skipped")
     parser.add_argument("-n", "--proc", type=_positive_int, default=None, metavar="N",
-                        help="number of tasks run at once (default: the CPUs this process may use, here %d)"
-                        % environment.available_cpus())
+                        help="number of tasks run at once (default: the CPUs this process may use, here "
+                        f"{environment.available_cpus()})")
     parser.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                         help="stop after this many seconds: running tasks are interrupted and left to process")
     parser.add_argument("-w", "--workdir", default=None, metavar="DIR",

@@ -10,7 +10,8 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "pid_alive", "pid_start", "slurm"]
+__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "pid_alive", "pid_start", "process_groups_with",
+           "slurm"]
 
 
 @cache
@@ -55,6 +56,24 @@ def pid_alive(pid: int, start: int | None) -> bool:
             return True
         return start is None  # no /proc: trust the pid alone
     return start is None or now == start
+
+
+def process_groups_with(variable: str) -> set[int]:
+    """Process groups of this user's processes whose environment holds ``variable`` (NAME=VALUE)."""
+    wanted = b"\0" + variable.encode() + b"\0"
+    groups: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as stream:
+                if wanted not in b"\0" + stream.read() + b"\0":
+                    continue
+            groups.add(os.getpgid(int(entry.name)))
+        except OSError:
+            continue
+    groups.discard(os.getpgrp())
+    return groups
 
 
 @dataclass(frozen=True)

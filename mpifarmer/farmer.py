@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpifarmer.environment import hostname
+from mpifarmer.environment import hostname, pid_start
 from mpifarmer.pool import Outcome, Pool, Run
 from mpifarmer.runners import Runner
 from mpifarmer.scheduling import records as rec
@@ -23,7 +23,7 @@ from mpifarmer.scheduling.dispatch import Dispatcher
 from mpifarmer.scheduling.ledger import FAILED, FINISHED
 from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.signals import SignalFlags
-from mpifarmer.store.store import Identity, Store
+from mpifarmer.store.store import Store
 from mpifarmer.task import Task
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines, read_task_lines
@@ -64,10 +64,10 @@ class Farmer:
         self.flags = SignalFlags()
         self.dispatcher = Dispatcher()
         self.pool = Pool(options.proc, runner, log_path=store.workdir.log, extra_env={
-            "MPIFARMER_WORKDIR": str(store.workdir.root)})
+            "MPIFARMER_WORKDIR": str(store.workdir.root), "MPIFARMER_FARMER": store.fid})
         self.host = hostname()
         self.outbox: list[dict[str, Any]] = []
-        self._starts_since: float | None = None
+        self._unrecorded: dict[int, Run] = {}  # runs whose start is not in the journal yet, by pid
         self._held: list[tuple[Outcome, float]] = []
         self._stop_reason: str | None = None
         self._kill_at: float | None = None
@@ -144,6 +144,7 @@ class Farmer:
 
     def _record_end(self, outcome: Outcome) -> None:
         run, code = outcome.run, outcome.returncode
+        self._unrecorded.pop(run.pid, None)
         if code == 0:
             state = rec.FINISHED
         elif self._stop_reason is not None:
@@ -165,12 +166,11 @@ class Farmer:
         """Sync with the store when there is something to record or work to claim; start work."""
         want = self.dispatcher.want(now)
         new_lines = len(self.tasks) > len(self.store.ledger)
-        ends_pending = any(r["e"] != rec.START for r in self.outbox)
-        starts_due = self._starts_since is not None and now - self._starts_since >= self.options.start_flush
-        if want > 0 or ends_pending or starts_due or new_lines:
+        starts_due = bool(self._unrecorded) and now - self._oldest_unrecorded() >= self.options.start_flush
+        if want > 0 or self.outbox or starts_due or new_lines:
+            self._record_starts(now)
             result = self.store.sync(self.outbox, want, self.tasks if new_lines else None)
             self.outbox = []
-            self._starts_since = None
             if result is not None:
                 self.dispatcher.claimed(result.claimed, want, now)
                 self._holders = result.holders
@@ -182,12 +182,27 @@ class Farmer:
 
     def _note_start(self, run: Run) -> None:
         if run.pid:
-            self.outbox.append(rec.start(self.store.fid, run.task.id, pid=run.pid, pst=run.pid_start,
-                                         host=self.host, rank=0, slot=run.slot, t=run.t0))
-            if self._starts_since is None:
-                self._starts_since = run.t0
+            self._unrecorded[run.pid] = run
         if self.options.verbose:
             logger.info("task %d started in slot %d: %s", run.task.id, run.slot, run.task.line)
+
+    def _oldest_unrecorded(self) -> float:
+        return min(run.t0 for run in self._unrecorded.values())
+
+    def _record_starts(self, now: float) -> None:
+        """Journal the starts of runs going for longer than ``start_flush``.
+
+        Short runs get only an end record, which saves a write per task. The start record tells
+        a later farmer which process group to kill should this farmer die; younger runs are
+        found by their ``MPIFARMER_FARMER`` environment variable instead (see the store).
+        """
+        for pid, run in list(self._unrecorded.items()):
+            if now - run.t0 < self.options.start_flush:
+                continue
+            run.pid_start = pid_start(run.pid)
+            self.outbox.append(rec.start(self.store.fid, run.task.id, pid=run.pid, pst=run.pid_start,
+                                         host=self.host, rank=0, slot=run.slot, t=run.t0))
+            del self._unrecorded[pid]
 
     def _housekeeping(self, now: float) -> None:
         self.store.beat()
@@ -215,8 +230,8 @@ class Farmer:
             candidates.append(self._kill_at - now)
         if self._held:
             candidates.append(min(until for _, until in self._held) - now)
-        if self._starts_since is not None:
-            candidates.append(self._starts_since + self.options.start_flush - now_wall)
+        if self._unrecorded:
+            candidates.append(self._oldest_unrecorded() + self.options.start_flush - now_wall)
         check = self.dispatcher.next_check(now_wall)
         if check is not None:
             candidates.append(check - now_wall)

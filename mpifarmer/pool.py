@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mpifarmer.environment import pid_start
 from mpifarmer.runners import Runner
 from mpifarmer.task import Task
 
@@ -33,7 +32,7 @@ class Run:
     task: Task
     slot: int
     pid: int
-    pid_start: int | None
+    pid_start: int | None  # read when first needed (see Farmer), not at every start
     t0: float
 
 
@@ -87,7 +86,7 @@ class Pool:
             self._note_start_failure(task, message)
             self._failed_starts.append(Outcome(run, 127, time.time(), message))
             return run
-        run = Run(task, slot, pid, pid_start(pid), t0)
+        run = Run(task, slot, pid, None, t0)
         self.running[pid] = run
         return run
 

@@ -117,7 +117,7 @@ class Store:
 
     def _check_unchanged(self, tasks: TaskLines, task_list: str) -> None:
         recorded = self.ledger.lines
-        for task, (old, new) in enumerate(zip(recorded, tasks.texts)):
+        for task, (old, new) in enumerate(zip(recorded, tasks.texts, strict=False)):
             if old != new:
                 raise TaskListChanged(
                     task_list, f"task {task} differs from the one recorded in {self.workdir.root} "
@@ -220,20 +220,16 @@ class Store:
         return Facts(beat_age, alive, now - other.registered if other.registered else 0.0)
 
     def _kill_orphans(self, other: FarmerInfo) -> None:
-        """Kill task processes a dead farmer on this host left running, so no task runs twice."""
+        """Kill task processes a dead farmer on this host left running, so no task runs twice.
+
+        Its tasks carry ``MPIFARMER_FARMER=<fid>`` in their environment; their process groups
+        are found by scanning /proc (only when a farmer is found dead, which is rare)."""
         if other.host != environment.hostname() or other.boot != environment.boot_id():
             return
-        for task in sorted(other.held):
-            start = self.ledger.started.get(task)
-            if not start or start.get("f") != other.fid or not start.get("pid"):
-                continue
-            pgid = int(start["pid"])
-            now = environment.pid_start(pgid)
-            if now is not None and start.get("pst") is not None and now != start["pst"]:
-                continue  # the pid was reused: not ours
+        for pgid in environment.process_groups_with(f"MPIFARMER_FARMER={other.fid}"):
             try:
                 os.killpg(pgid, 9)
-                logger.warning("killed the leftover process group %d of task %d", pgid, task)
+                logger.warning("killed process group %d left running by dead farmer %s", pgid, other.fid)
             except (ProcessLookupError, PermissionError):
                 pass
 
