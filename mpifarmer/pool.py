@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from mpifarmer.runners import Runner
 from mpifarmer.task import Task
@@ -23,6 +25,8 @@ __all__ = ["Outcome", "Pool", "Run"]
 logger = logging.getLogger(__name__)
 
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+#: Linux refuses a single argument longer than 32 pages (MAX_ARG_STRLEN).
+_MAX_ARG = 32 * 4096 - 1
 
 
 @dataclass
@@ -67,7 +71,7 @@ class Pool:
     def start(self, task: Task) -> Run:
         """Start ``task`` in a free slot. A task that cannot be started ends as failed (rc 127)."""
         slot = self._free.pop()
-        argv = self.runner.build(task)
+        argv = self._fit(self.runner.build(task), task)
         env = dict(self._environ)
         env["PROC_NUMBER"] = env["MPIFARMER_TASK_ID"] = str(task.id)
         t0 = time.time()
@@ -89,6 +93,14 @@ class Pool:
         run = Run(task, slot, pid, None, t0)
         self.running[pid] = run
         return run
+
+    def _fit(self, argv: list[str], task: Task) -> list[str]:
+        """Spill a ``-c`` script too long for the kernel into a file the shell sources instead."""
+        if len(argv) < 2 or argv[-2] != "-c" or len(argv[-1].encode()) <= _MAX_ARG:
+            return argv
+        script = Path(os.fspath(self._log_path(task.id)) + ".sh")
+        script.write_text(argv[-1] + "\n")
+        return [*argv[:-1], f". {shlex.quote(str(script))}"]
 
     def reap(self) -> list[Outcome]:
         """Collect every run that has ended, without blocking."""
