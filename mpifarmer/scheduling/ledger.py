@@ -139,19 +139,24 @@ class Ledger:
         self.started[int(record["id"])] = record
 
     def _on_end(self, record: dict[str, Any]) -> None:
-        task = int(record["id"])
-        self.started.pop(task, None)
+        task, fid = int(record["id"]), record.get("f")
+        if self.started.get(task, {}).get("f") == fid:
+            self.started.pop(task)
         self.runs.append(record)
-        self._disown(task)
         state = record["st"]
-        current = self.status[task]
         if state == rec.FINISHED:
+            self._disown(task)
             self._set(task, FINISHED)
         elif state == rec.FAILED:
-            if current != FINISHED:
+            self._disown(task)
+            if self.status[task] != FINISHED:
                 self._set(task, FAILED)
-        elif current == CLAIMED and task not in self.owner:
-            self._release(task)
+        elif self.owner.get(task) == fid:
+            # Interrupted: pending again, unless another farmer has claimed it since (this
+            # farmer was taken for dead meanwhile) or it is already done.
+            self._disown(task)
+            if self.status[task] == CLAIMED:
+                self._release(task)
 
     def _on_release(self, record: dict[str, Any]) -> None:
         for task in record["ids"]:

@@ -7,11 +7,12 @@ claims and append records, which takes about a millisecond. Three modes, all fro
            across nodes only where the filesystem makes flock cluster-wide: NFS (emulated with
            POSIX locks), Lustre mounted with ``-o flock``. Node-local on GPFS and on Lustre
            mounted ``localflock``; missing on Cray DVS, where it fails with ENOLCK/ENOSYS.
-``soft``   a marker file made with ``O_CREAT|O_EXCL`` holding host and pid. Works wherever
-           exclusive create is coherent (NFSv3+, Lustre, GPFS). A marker left by a dead holder
-           on this host is removed at once; one from another node only when it is older than
-           the stale time (``--lock-stale``, default 60 s), which could let two holders overlap
-           if a holder stalled that long inside a millisecond-long critical section.
+``soft``   filelock's ``SoftFileLease``: a marker file made with ``O_CREAT|O_EXCL`` that its holder
+           refreshes from a heartbeat thread. Works wherever exclusive create is coherent (NFSv3+,
+           Lustre, GPFS, DVS). A marker nobody has refreshed for 60 s, as timed on the waiting
+           farmer's own clock, is taken over: so a holder that died anywhere is replaced within a
+           minute, and two holders could only overlap if a live one stalled for a whole minute
+           inside a millisecond-long critical section.
 ``strict`` filelock's fail-closed ``StrictSoftFileLock`` (claim files and hard links). Never
            broken by age: a claim is broken only when its owner is proven dead (same host and
            its pid is gone, or its farmer's lease has expired).
@@ -56,7 +57,7 @@ class WorkLock:
             # happens once per task, so its cost matters (75 us for UnixFileLock, 5 us for this).
             self._lock: filelock.BaseFileLock | None = None
         elif mode == "soft":
-            self._lock = filelock.SoftFileLock(path, lifetime=stale_after)
+            self._lock = filelock.SoftFileLease(path, lease_duration=stale_after)
         elif mode == "strict":
             self._lock = filelock.StrictSoftFileLock(path)
         else:
@@ -76,7 +77,8 @@ class WorkLock:
                 return True
             except filelock.Timeout:
                 pass
-            self._break_dead_claims()
+            if self._break_dead_claims():
+                continue  # try again at once, whatever the timeout
             now = time.monotonic()
             if timeout is not None and now - start >= timeout:
                 return False
@@ -115,22 +117,26 @@ class WorkLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def _break_dead_claims(self) -> None:
+    def _break_dead_claims(self) -> bool:
+        """Break strict claims whose owners are dead; True if any was broken."""
         if self.mode != "strict" or self._is_dead is None:
-            return
+            return False
         assert isinstance(self._lock, filelock.StrictSoftFileLock)  # mode == "strict"
         try:
             claims = self._lock.claims
         except (OSError, filelock.SoftFileLockProtocolError):
-            return
+            return False
+        broken = False
         for claim in claims:
             if self._is_dead(claim.hostname, claim.pid):
                 logger.warning("breaking the strict lock claim of dead process %d on %s",
                                claim.pid, claim.hostname)
                 try:
                     self._lock.force_break(claim.name)
+                    broken = True
                 except OSError:
                     pass
+        return broken
 
 
 def _probe(path: Path, mode: str) -> None:
