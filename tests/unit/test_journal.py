@@ -1,0 +1,149 @@
+"""The append-only journal: incremental reads, whole-record appends, torn and damaged lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mpifarmer.store.journal import Journal
+
+
+def rec(n: int, **extra: object) -> dict[str, object]:
+    return {"e": "test", "n": n, **extra}
+
+
+def appended(journal: Journal, *records: dict[str, object]) -> None:
+    """Append under the journal's contract: read what others wrote first."""
+    journal.read_new()
+    journal.append(list(records))
+
+
+def raw_append(path: Path, data: bytes) -> None:
+    """What a writer killed mid-write (or another program) leaves behind."""
+    with path.open("ab") as stream:
+        stream.write(data)
+
+
+def file_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.jsonl"
+
+
+def test_missing_file_reads_as_empty(path: Path) -> None:
+    journal = Journal(path)
+    assert journal.read_new() == [] and journal.offset == 0
+
+
+def test_append_writes_one_compact_json_line_per_record(path: Path) -> None:
+    journal = Journal(path)
+    appended(journal, rec(1), rec(2, text="été ✓"))
+    assert path.read_text(encoding="utf-8") == '{"e":"test","n":1}\n{"e":"test","n":2,"text":"été ✓"}\n'
+    assert journal.offset == path.stat().st_size
+
+
+def test_append_of_nothing_creates_nothing(path: Path) -> None:
+    Journal(path).append([])
+    assert not path.exists()
+
+
+def test_reads_are_incremental(path: Path) -> None:
+    writer, reader = Journal(path), Journal(path)
+    appended(writer, rec(1), rec(2))
+    assert reader.read_new() == [rec(1), rec(2)]
+    assert reader.read_new() == []
+    appended(writer, rec(3))
+    assert reader.read_new() == [rec(3)]
+    assert reader.offset == writer.offset == path.stat().st_size
+
+
+def test_own_appends_are_not_read_back(path: Path) -> None:
+    journal = Journal(path)
+    appended(journal, rec(1))
+    assert journal.read_new() == []
+
+
+def test_two_writers_keep_their_offsets_right(path: Path) -> None:
+    first, second, observer = Journal(path), Journal(path), Journal(path)
+    appended(first, rec(1))
+    appended(second, rec(2))
+    appended(first, rec(3))
+    assert first.read_new() == []  # it read rec(2) before appending rec(3)
+    assert second.read_new() == [rec(3)]
+    appended(second, rec(4), rec(5))
+    assert first.read_new() == [rec(4), rec(5)]
+    assert observer.read_new() == [rec(n) for n in range(1, 6)]
+    assert first.offset == second.offset == observer.offset == path.stat().st_size
+
+
+def test_torn_last_line_is_not_read_and_the_offset_stops_before_it(path: Path) -> None:
+    journal = Journal(path)
+    appended(journal, rec(1))
+    size = path.stat().st_size
+    raw_append(path, b'{"e":"test","n":2,"te')
+    reader = Journal(path)
+    assert reader.read_new() == [rec(1)]
+    assert reader.offset == size
+    assert reader.skipped == 0
+
+
+def test_next_append_terminates_a_torn_line_and_readers_skip_it(path: Path) -> None:
+    writer = Journal(path)
+    appended(writer, rec(1))
+    observer = Journal(path)
+    assert observer.read_new() == [rec(1)]
+    raw_append(path, b'{"e":"test","n":2,"te')  # a writer killed mid-write
+    appended(writer, rec(3))
+    assert file_lines(path) == [b'{"e":"test","n":1}', b'{"e":"test","n":2,"te', b'{"e":"test","n":3}', b""]
+    assert writer.offset == path.stat().st_size
+    assert observer.read_new() == [rec(3)]
+    assert observer.skipped == 1
+    assert Journal(path).read_new() == [rec(1), rec(3)]
+
+
+def test_reader_that_saw_the_torn_line_reads_on_after_another_writer_ended_it(path: Path) -> None:
+    appended(Journal(path), rec(1))
+    raw_append(path, b'{"e":"tes')
+    early, writer = Journal(path), Journal(path)
+    assert early.read_new() == [rec(1)]
+    appended(writer, rec(2))
+    assert early.read_new() == [rec(2)]
+    appended(early, rec(3))
+    assert file_lines(path)[-2:] == [b'{"e":"test","n":3}', b""]  # no stray blank line
+    assert writer.read_new() == [rec(3)]
+
+
+def test_torn_line_in_an_otherwise_empty_file(path: Path) -> None:
+    raw_append(path, b'{"e":')
+    journal = Journal(path)
+    assert journal.read_new() == []
+    journal.append([rec(1)])
+    assert Journal(path).read_new() == [rec(1)]
+    assert journal.offset == path.stat().st_size
+
+
+def test_damaged_and_non_object_lines_are_skipped(path: Path) -> None:
+    raw_append(path, b'{"e":"test","n":1}\nnot json\n\xff\xfe\n[1, 2]\n{"e":"test","n":2}\n')
+    journal = Journal(path)
+    assert journal.read_new() == [rec(1), rec(2)]
+    assert journal.skipped == 2
+    assert journal.offset == path.stat().st_size
+
+
+def test_many_records_round_trip(path: Path) -> None:
+    records = [rec(n, lines=[f"task {n} {'x' * (n % 50)}"]) for n in range(2000)]
+    appended(Journal(path), *records)
+    assert Journal(path).read_new() == records
+    assert all(json.loads(line) for line in file_lines(path)[:-1])
+
+
+def test_fsync_mode_appends_the_same_bytes(path: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.jsonl"
+    appended(Journal(path, fsync=True), rec(1), rec(2))
+    appended(Journal(plain), rec(1), rec(2))
+    assert path.read_bytes() == plain.read_bytes()

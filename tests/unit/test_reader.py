@@ -1,0 +1,146 @@
+"""Reading task lines: what is a task, IDs and line numbers, offsets, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mpifarmer.errors import TaskListError
+from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+
+
+def write(tmp_path: Path, data: bytes, name: str = "tasks.txt") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def read(tmp_path: Path, data: bytes, **options: object) -> TaskLines:
+    return read_task_lines(write(tmp_path, data), **options)  # type: ignore[arg-type]
+
+
+def read_error(tmp_path: Path, data: bytes, **options: object) -> TaskListError:
+    with pytest.raises(TaskListError) as caught:
+        read(tmp_path, data, **options)
+    return caught.value
+
+
+def test_blank_and_comment_lines_are_not_tasks_but_keep_their_line_numbers(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"# header\n\necho a\n   \n  # indented\n\techo b  \necho # not a comment\n")
+    assert tasks.texts == ["echo a", "echo b", "echo # not a comment"]
+    assert tasks.linenos == [3, 6, 7]
+    assert tasks.end == len(b"# header\n\necho a\n   \n  # indented\n\techo b  \necho # not a comment\n")
+    assert tasks.next_lineno == 8
+    assert tasks.tail_start is None and tasks.tail_lineno is None
+
+
+def test_crlf_line_endings_are_stripped(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"echo a\r\n\r\n#c\r\necho b\r\n")
+    assert tasks.texts == ["echo a", "echo b"]
+    assert tasks.linenos == [1, 4]
+
+
+def test_missing_final_newline_still_gives_the_last_task(tmp_path: Path) -> None:
+    data = b"echo a\necho b"
+    tasks = read(tmp_path, data)
+    assert tasks.texts == ["echo a", "echo b"]
+    assert tasks.linenos == [1, 2]
+    assert tasks.end == len(data) and tasks.next_lineno == 3
+    assert tasks.tail_start == len(b"echo a\n") and tasks.tail_lineno == 2
+
+
+def test_unterminated_last_line_is_left_for_the_next_read(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"echo a\necho b", include_unterminated=False)
+    assert tasks.texts == ["echo a"]
+    assert tasks.end == len(b"echo a\n") and tasks.next_lineno == 2
+    assert tasks.tail_start is None
+
+
+def test_file_with_only_an_unterminated_line_and_include_unterminated_false(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"echo a", include_unterminated=False)
+    assert tasks.texts == [] and tasks.end == 0 and tasks.next_lineno == 1
+
+
+def test_empty_file_has_no_tasks(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"")
+    assert (tasks.texts, tasks.end, tasks.next_lineno, len(tasks)) == ([], 0, 1, 0)
+
+
+def test_reading_on_from_an_offset_continues_ids_and_line_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path, b"# c\necho a\necho b")
+    first = read_task_lines(path, include_unterminated=False)
+    assert first.texts == ["echo a"]
+    with path.open("ab") as stream:
+        stream.write(b"-more\n\necho c\n")
+    rest = read_task_lines(path, start=first.end, first_lineno=first.next_lineno, include_unterminated=False)
+    assert rest.texts == ["echo b-more", "echo c"]
+    assert rest.linenos == [3, 5]
+    assert rest.end == path.stat().st_size and rest.next_lineno == 6
+
+
+def test_reading_at_the_end_returns_nothing_and_keeps_the_position(tmp_path: Path) -> None:
+    path = write(tmp_path, b"echo a\n")
+    tasks = read_task_lines(path, start=7, first_lineno=2)
+    assert tasks.texts == [] and tasks.end == 7 and tasks.next_lineno == 2
+
+
+def test_tail_start_is_an_absolute_offset_when_reading_from_an_offset(tmp_path: Path) -> None:
+    path = write(tmp_path, b"echo a\necho b\necho c")
+    tasks = read_task_lines(path, start=7, first_lineno=2)
+    assert tasks.texts == ["echo b", "echo c"]
+    assert tasks.tail_start == 14 and tasks.tail_lineno == 3
+    again = read_task_lines(path, start=tasks.tail_start, first_lineno=tasks.tail_lineno)
+    assert again.texts == ["echo c"] and again.linenos == [3]
+
+
+def test_utf8_text_is_kept(tmp_path: Path) -> None:
+    tasks = read(tmp_path, "echo été ✓\n".encode())
+    assert tasks.texts == ["echo été ✓"]
+
+
+def test_non_utf8_byte_names_the_line_and_column(tmp_path: Path) -> None:
+    error = read_error(tmp_path, b"echo a\n# ok\necho caf\xe9\n")
+    assert error.line == 3
+    assert "0xe9" in error.problem and "column 9" in error.problem
+    assert str(error) == f"{tmp_path / 'tasks.txt'}:3: {error.problem}"
+    assert "\n" not in str(error)
+
+
+def test_nul_byte_names_the_line(tmp_path: Path) -> None:
+    error = read_error(tmp_path, b"echo a\r\necho b\r\necho \x00c\r\n")
+    assert error.line == 3 and "NUL" in error.problem
+
+
+def test_bad_byte_after_an_offset_names_the_absolute_line(tmp_path: Path) -> None:
+    path = write(tmp_path, b"echo a\necho b\n\xff\n")
+    with pytest.raises(TaskListError) as caught:
+        read_task_lines(path, start=7, first_lineno=2)
+    assert caught.value.line == 3
+
+
+def test_bad_byte_in_an_unterminated_tail_left_for_later_is_not_an_error_yet(tmp_path: Path) -> None:
+    tasks = read(tmp_path, b"echo a\n\xff", include_unterminated=False)
+    assert tasks.texts == ["echo a"]
+
+
+def test_a_one_megabyte_line_is_one_task(tmp_path: Path) -> None:
+    long = "echo " + "x" * (1 << 20)
+    tasks = read(tmp_path, f"echo a\n{long}\necho b\n".encode())
+    assert [len(text) for text in tasks.texts] == [6, len(long), 6]
+    assert tasks.texts[1] == long and tasks.linenos == [1, 2, 3]
+
+
+def test_directory_gives_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(TaskListError) as caught:
+        read_task_lines(tmp_path)
+    assert caught.value.line is None
+    assert str(caught.value) == f"{tmp_path}: is a directory; give the task list file"
+
+
+def test_missing_file_gives_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(TaskListError) as caught:
+        read_task_lines(missing)
+    assert caught.value.path == str(missing) and caught.value.line is None
+    assert "no such file" in str(caught.value) and "\n" not in str(caught.value)

@@ -1,0 +1,296 @@
+"""The store on a real work directory and a real lock: open, sync, dead farmers, retry, close."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mpifarmer import environment
+from mpifarmer.errors import TaskListChanged
+from mpifarmer.scheduling import records as rec
+from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING
+from mpifarmer.scheduling.liveness import Liveness
+from mpifarmer.store.journal import Journal
+from mpifarmer.store.locking import WorkLock
+from mpifarmer.store.store import Identity, Store
+from mpifarmer.store.workdir import WorkDir
+from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+
+
+def task_list(tmp_path: Path, lines: list[str], name: str = "tasks.txt") -> TaskLines:
+    path = tmp_path / name
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return read_task_lines(path)
+
+
+def new_store(tmp_path: Path, mode: str = "flock", lease: float = 300.0) -> Store:
+    workdir = WorkDir(tmp_path / "wd")
+    workdir.prepare()
+    return Store(workdir, WorkLock(workdir.root / "lock", mode), lease=lease)
+
+
+def opened(tmp_path: Path, lines: list[str], *, mode: str = "flock", retry_failed: bool = False) -> Store:
+    store = new_store(tmp_path, mode)
+    store.open(task_list(tmp_path, lines), Identity.of_this_process(), task_list="tasks.txt",
+               retry_failed=retry_failed)
+    return store
+
+
+def journal(store: Store) -> list[dict[str, Any]]:
+    return Journal(store.workdir.journal).read_new()
+
+
+def kinds(store: Store) -> list[str]:
+    return [record["e"] for record in journal(store)]
+
+
+def ended(store: Store, task: int, st: str) -> dict[str, Any]:
+    return rec.end(store.fid, task, st=st, rc=0 if st == rec.FINISHED else 1, sig=None, t0=1.0, t1=2.0,
+                   host="h", rank=0, slot=0)
+
+
+def status_of(store: Store) -> dict[int, int]:
+    return dict(enumerate(store.ledger.status))
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def plant_farmer(store: Store, fid: str, ids: list[int], *, host: str, pid: int) -> None:
+    """Another farmer's hello and claim, written to the journal as that farmer would."""
+    other = Journal(store.workdir.journal)
+    other.read_new()
+    identity = {"host": host, "boot": environment.boot_id() if host == environment.hostname() else "other-boot",
+                "pid": pid, "pst": None, "job": None, "restart": 0, "ranks": 1}
+    other.append([rec.hello(fid, identity, 1.0), rec.claim(fid, ids)])
+
+
+def test_open_registers_and_adds_every_task(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["echo a", "echo b", "echo c"])
+    records = journal(store)
+    assert [r["e"] for r in records] == ["add", "hello"]
+    assert records[0] == {"e": "add", "first": 0, "lines": ["echo a", "echo b", "echo c"]}
+    assert records[1]["f"] == store.fid and records[1]["pid"] == os.getpid()
+    assert store.workdir.heartbeat(store.fid).exists()
+    assert store.workdir.toprocess.read_text() == "0 echo a\n1 echo b\n2 echo c\n"
+
+
+def test_reopen_with_the_same_list_adds_nothing(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b"]).close([])
+    again = opened(tmp_path, ["a", "b"])
+    assert kinds(again) == ["add", "hello", "bye", "hello"]
+    assert again.ledger.lines == ["a", "b"] and again.ledger.pending == 2
+
+
+def test_changed_task_names_the_line_and_writes_nothing(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b", "c"]).close([])
+    store = new_store(tmp_path)
+    before = store.workdir.journal.read_bytes()
+    beats = sorted(store.workdir.farmers.iterdir())
+    with pytest.raises(TaskListChanged) as caught:
+        store.open(task_list(tmp_path, ["# a comment now", "a", "", "B", "c"]), Identity.of_this_process(),
+                   task_list="tasks.txt")
+    assert caught.value.line == 4
+    assert caught.value.path == "tasks.txt"
+    assert "task 1 differs" in str(caught.value) and "'b'" in str(caught.value)
+    assert store.workdir.journal.read_bytes() == before
+    assert sorted(store.workdir.farmers.iterdir()) == beats
+
+
+def test_removed_tasks_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b", "c", "d"]).close([])
+    store = new_store(tmp_path)
+    before = store.workdir.journal.read_bytes()
+    with pytest.raises(TaskListChanged) as caught:
+        store.open(task_list(tmp_path, ["a", "b"]), Identity.of_this_process(), task_list="tasks.txt")
+    assert caught.value.line == 3
+    assert "task 2 ('c') and 1 after it were removed" in str(caught.value)
+    assert store.workdir.journal.read_bytes() == before
+
+
+def test_comments_and_blank_lines_may_change_freely(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b"]).close([])
+    store = opened(tmp_path, ["# now commented", "a", "", "b"])
+    assert store.ledger.lines == ["a", "b"]
+
+
+def test_appended_tasks_are_added_on_open(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b"]).close([])
+    store = opened(tmp_path, ["a", "b", "c", "d"])
+    assert journal(store)[-2] == {"e": "add", "first": 2, "lines": ["c", "d"]}
+    assert store.ledger.lines == ["a", "b", "c", "d"]
+    assert store.sync([], want=10).claimed == [0, 1, 2, 3]
+
+
+def test_appended_tasks_are_added_on_sync(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a"])
+    result = store.sync([], want=5, tasks=task_list(tmp_path, ["a", "b", "c"]))
+    assert result is not None and result.claimed == [0, 1, 2]
+    assert journal(store)[-2:] == [{"e": "add", "first": 1, "lines": ["b", "c"]},
+                                   {"e": "claim", "f": store.fid, "ids": [0, 1, 2]}]
+
+
+def test_sync_claims_lowest_first_and_appends_the_records_it_was_given(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b", "c"])
+    assert store.sync([], want=2).claimed == [0, 1]
+    result = store.sync([ended(store, 0, rec.FINISHED)], want=2)
+    assert result is not None and result.claimed == [2]
+    assert kinds(store)[-3:] == ["claim", "end", "claim"]
+    assert status_of(store) == {0: FINISHED, 1: CLAIMED, 2: CLAIMED}
+
+
+@pytest.mark.parametrize("mode", ["flock", "soft", "strict"])
+def test_two_stores_on_one_work_dir_never_claim_the_same_task(tmp_path: Path, mode: str) -> None:
+    lines = [f"task {n}" for n in range(23)]
+    first = opened(tmp_path, lines, mode=mode)
+    second = opened(tmp_path, lines, mode=mode)
+    assert first.fid != second.fid
+    got: dict[str, list[int]] = {first.fid: [], second.fid: []}
+    for _ in range(20):
+        for store, want in ((first, 2), (second, 3)):
+            result = store.sync([], want=want)
+            assert result is not None
+            got[store.fid] += result.claimed
+    assert sorted(got[first.fid] + got[second.fid]) == list(range(23))
+    assert not set(got[first.fid]) & set(got[second.fid])
+    result = second.sync([], want=1)
+    assert result is not None and result.holders == {first.fid: Liveness.LIVE}
+    claims = [task for record in journal(first) if record["e"] == "claim" for task in record["ids"]]
+    assert sorted(claims) == list(range(23))
+
+
+def test_a_store_sees_the_other_stores_ends(tmp_path: Path) -> None:
+    first = opened(tmp_path, ["a", "b"])
+    second = opened(tmp_path, ["a", "b"])
+    first.sync([], want=1)
+    first.sync([ended(first, 0, rec.FAILED)])
+    second.sync([])
+    assert status_of(second) == {0: FAILED, 1: PENDING}
+
+
+def test_dead_farmer_on_this_host_gets_its_tasks_taken_back_on_open(tmp_path: Path) -> None:
+    opened(tmp_path, ["a", "b", "c"]).close([])
+    store = new_store(tmp_path)
+    plant_farmer(store, "ghost", [0, 2], host=environment.hostname(), pid=dead_pid())
+    store.open(task_list(tmp_path, ["a", "b", "c"]), Identity.of_this_process(), task_list="tasks.txt")
+    dead = [r for r in journal(store) if r["e"] == "dead"]
+    assert len(dead) == 1 and dead[0]["f"] == "ghost" and dead[0]["by"] == store.fid
+    assert status_of(store) == {0: PENDING, 1: PENDING, 2: PENDING}
+    assert store.sync([], want=3).claimed == [0, 1, 2]
+
+
+def test_dead_farmer_gets_its_tasks_taken_back_on_sync(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b", "c", "d"])
+    plant_farmer(store, "ghost", [0, 1], host=environment.hostname(), pid=dead_pid())
+    result = store.sync([], want=3)
+    assert result is not None
+    assert result.holders == {"ghost": Liveness.DEAD}
+    assert result.claimed == [0, 1, 2]
+    assert kinds(store)[-2:] == ["dead", "claim"]
+
+
+def test_farmer_elsewhere_with_a_fresh_heartbeat_keeps_its_claims(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b", "c"])
+    plant_farmer(store, "remote", [0], host="some-other-node", pid=1)
+    store.workdir.heartbeat("remote").touch()
+    result = store.sync([], want=3)
+    assert result is not None
+    assert result.holders == {"remote": Liveness.LIVE}
+    assert result.claimed == [1, 2]
+    assert "dead" not in kinds(store)
+
+
+def test_farmer_elsewhere_whose_heartbeat_is_older_than_the_lease_is_dead(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b"])
+    plant_farmer(store, "remote", [0, 1], host="some-other-node", pid=1)
+    beat = store.workdir.heartbeat("remote")
+    beat.touch()
+    old = beat.stat().st_mtime - 10 * store.lease
+    os.utime(beat, (old, old))
+    result = store.sync([], want=1)
+    assert result is not None and result.holders == {"remote": Liveness.DEAD}
+    assert result.claimed == [0]
+
+
+def test_farmer_declared_dead_registers_again_and_keeps_working(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b"])
+    store.sync([], want=1)
+    old_fid = store.fid
+    plant = Journal(store.workdir.journal)
+    plant.read_new()
+    plant.append([rec.dead(old_fid, "someone", "lease expired", 5.0)])
+    result = store.sync([], want=2)
+    assert store.fid != old_fid
+    assert result is not None and result.claimed == [0, 1]
+    assert [r["f"] for r in journal(store) if r["e"] == "hello"] == [old_fid, store.fid]
+
+
+def test_retry_failed_makes_failed_tasks_pending_again(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b", "c"])
+    store.sync([], want=3)
+    store.close([ended(store, 0, rec.FAILED), ended(store, 1, rec.FINISHED), ended(store, 2, rec.FAILED)])
+    plain = opened(tmp_path, ["a", "b", "c"])
+    assert status_of(plain) == {0: FAILED, 1: FINISHED, 2: FAILED}
+    plain.close([])
+    retried = opened(tmp_path, ["a", "b", "c"], retry_failed=True)
+    assert journal(retried)[-1] == {"e": "retry", "f": retried.fid, "ids": [0, 2]}
+    assert status_of(retried) == {0: PENDING, 1: FINISHED, 2: PENDING}
+    assert retried.workdir.toprocess.read_text() == "0 a\n2 c\n"
+    assert retried.workdir.failed.read_text() == ""
+
+
+def test_retry_failed_with_nothing_failed_writes_no_retry(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a"], retry_failed=True)
+    assert "retry" not in kinds(store)
+
+
+def test_close_says_bye_releases_claims_and_writes_the_views(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b", "c", "d"])
+    store.sync([], want=4)
+    assert store.close([ended(store, 0, rec.FINISHED), ended(store, 1, rec.FAILED)])
+    assert kinds(store)[-3:] == ["end", "end", "bye"]
+    wd = store.workdir
+    assert wd.finished.read_text() == "0 a\n"
+    assert wd.failed.read_text() == "1 b\n"
+    assert wd.toprocess.read_text() == "2 c\n3 d\n"
+    assert wd.running.read_text() == ""
+    events = json.loads(wd.timeline.read_text())["traceEvents"]
+    assert sorted(e["args"]["id"] for e in events if e["ph"] == "X") == [0, 1]
+    assert not wd.heartbeat(store.fid).exists()
+
+
+def test_sync_and_close_give_up_when_the_lock_is_held(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a"])
+    holder = WorkLock(store.workdir.root / "lock", "flock")
+    assert holder.acquire(timeout=1.0)
+    try:
+        size = store.workdir.journal.stat().st_size
+        assert store.sync([], want=1, lock_timeout=0.05) is None
+        assert store.close([], lock_timeout=0.05) is False
+        assert store.workdir.journal.stat().st_size == size
+    finally:
+        holder.release()
+
+
+def test_lock_owner_on_this_host_is_dead_only_when_its_process_is_gone(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a"])
+    assert store.is_dead_lock_owner(environment.hostname(), dead_pid())
+    assert not store.is_dead_lock_owner(environment.hostname(), os.getpid())
+    assert not store.is_dead_lock_owner("unknown-node", 123)
+
+
+def test_a_long_list_is_added_in_chunks_that_replay_to_the_same_tasks(tmp_path: Path) -> None:
+    lines = [f"echo {n}" for n in range(25_001)]
+    store = opened(tmp_path, lines)
+    adds = [r for r in journal(store) if r["e"] == "add"]
+    assert [(r["first"], len(r["lines"])) for r in adds] == [(0, 10_000), (10_000, 10_000), (20_000, 5_001)]
+    assert [line for r in adds for line in r["lines"]] == lines
+    assert store.ledger.lines == lines
