@@ -20,6 +20,16 @@ def hostname() -> str:
 
 
 @cache
+def lock_host_name() -> str:
+    """The host name filelock writes into its lock claims (it marks a container's PID namespace)."""
+    try:
+        from filelock._identity import host_name  # not public; the fallback is the plain host name
+    except ImportError:
+        return hostname()
+    return host_name()
+
+
+@cache
 def boot_id() -> str:
     """An ID that changes when the host reboots: a pid on another boot is certainly gone."""
     try:

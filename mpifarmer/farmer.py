@@ -74,6 +74,7 @@ class Farmer:
         self._stops_seen = 0
         self._counts = {rec.FINISHED: 0, rec.FAILED: 0, rec.INTERRUPTED: 0}
         self._holders: dict[str, Liveness] = {}
+        self._store_error: OSError | None = None
         self._watch = _Watcher(options.task_list, tasks, options.watch_interval)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -94,6 +95,9 @@ class Farmer:
                 if self._done():
                     break
                 self.flags.wait(self._sleep_for(deadline))
+        except BaseException:
+            self.pool.signal_all(signal.SIGKILL)  # never leave tasks running behind a crash
+            raise
         finally:
             self.flags.uninstall()
         code = self._close()
@@ -149,6 +153,11 @@ class Farmer:
             state = rec.FINISHED
         elif self._stop_reason is not None:
             state = rec.INTERRUPTED
+        elif self._disk_full():
+            # Most likely the task failed because its output could not be written: it is not the
+            # task's fault, so it runs again once there is space.
+            state = rec.INTERRUPTED
+            self._drain("the work directory's filesystem is full; free space and run the same command again")
         else:
             state = rec.FAILED
         self._counts[state] += 1
@@ -167,9 +176,13 @@ class Farmer:
         want = self.dispatcher.want(now)
         new_lines = len(self.tasks) > len(self.store.ledger)
         starts_due = bool(self._unrecorded) and now - self._oldest_unrecorded() >= self.options.start_flush
-        if want > 0 or self.outbox or starts_due or new_lines:
+        if self._store_error is None and (want > 0 or self.outbox or starts_due or new_lines):
             self._record_starts(now)
-            result = self.store.sync(self.outbox, want, self.tasks if new_lines else None)
+            try:
+                result = self.store.sync(self.outbox, want, self.tasks if new_lines else None)
+            except OSError as error:
+                self._store_failed(error)
+                return
             self.outbox = []
             if result is not None:
                 self.dispatcher.claimed(result.claimed, want, now)
@@ -179,6 +192,21 @@ class Farmer:
             task = Task(task_id, line, self.handler.command(line))
             run = self.pool.start(task)
             self._note_start(run)
+
+    def _disk_full(self) -> bool:
+        try:
+            stat = os.statvfs(self.store.workdir.root)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize < 64 * 1024
+
+    def _store_failed(self, error: OSError) -> None:
+        """The work directory cannot be written (disk full, quota, I/O error): stop cleanly."""
+        self._store_error = error
+        logger.error("cannot write to the work directory %s: %s", self.store.workdir.root,
+                     error.strerror or error)
+        if self._stop_reason is None:
+            self._drain("the work directory cannot be written; free space and run the same command again")
 
     def _note_start(self, run: Run) -> None:
         if run.pid:
@@ -205,9 +233,13 @@ class Farmer:
             del self._unrecorded[pid]
 
     def _housekeeping(self, now: float) -> None:
-        self.store.beat()
-        if self.store.views_due():
-            self.store.write_views()
+        try:
+            self.store.beat()
+            if self.store.views_due():
+                self.store.write_views()
+        except OSError as error:
+            if self._store_error is None:
+                self._store_failed(error)
         self._watch.poll(now)
 
     def _done(self) -> bool:
@@ -242,10 +274,18 @@ class Farmer:
     # -- the end ----------------------------------------------------------------------------
 
     def _close(self) -> int:
-        if not self.store.close(self.outbox, lock_timeout=5.0 if self._stop_reason else None):
+        try:
+            closed = self.store.close(self.outbox, lock_timeout=5.0 if self._stop_reason else None)
+        except OSError as error:
+            logger.error("could not record the last %d records (%s); the next run will find this farmer dead "
+                         "and return its tasks", len(self.outbox), error.strerror or error)
+            return EXIT_STOPPED
+        if not closed:
             logger.error("could not take the work-directory lock to record the last %d records; the next "
                          "run will find this farmer dead and return its tasks", len(self.outbox))
         ledger = self.store.ledger
+        if self._store_error is not None:
+            return EXIT_STOPPED
         if self._stop_reason is not None and ledger.pending > 0:
             return EXIT_STOPPED
         return EXIT_FAILED if ledger.count(FAILED) else EXIT_DONE

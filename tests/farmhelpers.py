@@ -42,7 +42,14 @@ def view(workdir: Path, name: str) -> dict[int, str]:
 
 
 def journal(workdir: Path) -> list[dict]:
-    return [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines() if line.strip()]
+    """The journal's records; a torn line (a writer killed mid-write, a full disk) is skipped, as the farmer does."""
+    records = []
+    for line in (workdir / "journal.jsonl").read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def runs_per_task(out: Path) -> dict[int, int]:

@@ -95,6 +95,8 @@ class Store:
                 for first in range(known, len(tasks), 10000):
                     out.append(rec.add(first, tasks.texts[first : first + 10000]))
                     self.ledger.apply(out[-1])
+            if known == 0:
+                out.extend(self._import_pytaskfarmer(tasks, task_list))
             self._register(identity, out)
             self._sweep(out)
             self.journal.append(out)
@@ -103,6 +105,28 @@ class Store:
                 if retried:
                     self.journal.append([retried])
             self.write_views()
+
+    def _import_pytaskfarmer(self, tasks: TaskLines, task_list: str) -> list[dict[str, Any]]:
+        """Take over a work directory PyTaskFarmer made: its ``finished`` and ``failed`` files
+        say which tasks are done (anything else is to be processed)."""
+        out: list[dict[str, Any]] = []
+        for path, state in ((self.workdir.finished, rec.FINISHED), (self.workdir.failed, rec.FAILED)):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            for number, row in enumerate(text.splitlines(), 1):
+                task_id, _, line = row.partition(" ")
+                if not task_id.isdigit() or int(task_id) >= len(tasks) or tasks.texts[int(task_id)] != line.strip():
+                    raise TaskListChanged(
+                        task_list, f"does not match {path}:{number} ({_clip(row)!r}), left by PyTaskFarmer; "
+                        "use the task list that work directory was made for, or a new work directory (-w)")
+                record = {"e": rec.END, "f": "pytaskfarmer", "id": int(task_id), "st": state, "rc": None}
+                self.ledger.apply(record)
+                out.append(record)
+        if out:
+            logger.info("took over PyTaskFarmer's work directory: %d tasks already done", len(out))
+        return out
 
     def _register(self, identity: Identity, out: list[dict[str, Any]]) -> None:
         self._identity = identity
@@ -137,6 +161,7 @@ class Store:
         Returns None if the lock could not be had within ``lock_timeout``."""
         if not self.lock.acquire(lock_timeout):
             return None
+        out = list(out)
         try:
             self.ledger.apply_all(self.journal.read_new())
             if self.me is not None and self.me.gone:
@@ -250,7 +275,7 @@ class Store:
 
     def is_dead_lock_owner(self, host: str, pid: int) -> bool:
         """For the strict lock: is the process that holds a lock claim certainly gone?"""
-        if host == environment.hostname():
+        if host == environment.lock_host_name():
             return not environment.pid_alive(pid, None)
         for farmer in self.ledger.farmers.values():
             if farmer.host == host and farmer.pid == pid:

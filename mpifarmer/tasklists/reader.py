@@ -67,7 +67,8 @@ def read_task_lines(
     result = TaskLines(end=start, next_lineno=first_lineno)
     if not data:
         return result
-    chunks = data.split(b"\n")
+    bom = 3 if start == 0 and data.startswith(b"\xef\xbb\xbf") else 0  # some editors write one
+    chunks = data[bom:].split(b"\n")
     tail = chunks.pop()  # b"" when the data ends with a newline
     if tail and include_unterminated:
         result.tail_start = start + len(data) - len(tail)

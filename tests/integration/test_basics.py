@@ -139,3 +139,32 @@ def test_runner_from_home_definitions(tmp_path: Path, clean_home: dict[str, str]
     workdir = tmp_path / "tasks.txt_workdir"
     assert (workdir / "logs" / "log_0").read_text() == "hi from task\n"
     assert (workdir / "argv_0").read_text().startswith("shifter --image=docker:alpine -- ")
+
+
+def test_a_pytaskfarmer_work_directory_is_taken_over(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    tasks = write_list(tmp_path / "tasks.txt", [f"echo {i} >> {out}" for i in range(5)])
+    workdir = tmp_path / "tasks.txt_workdir"
+    workdir.mkdir()
+    (workdir / "finished").write_text(f"3 echo 3 >> {out}\n0 echo 0 >> {out}\n")
+    (workdir / "failed").write_text(f"1 echo 1 >> {out}\n")
+    (workdir / "toprocess").write_text(f"2 echo 2 >> {out}\n4 echo 4 >> {out}\n")
+    result = run_farmer(tasks, env=clean_home)
+    assert result.returncode == 1, result.stderr  # task 1 failed under PyTaskFarmer
+    assert runs_per_task(out) == {2: 1, 4: 1}
+    assert sorted(view(workdir, "finished")) == [0, 2, 3, 4]
+    assert sorted(view(workdir, "failed")) == [1]
+    assert run_farmer(tasks, "--retry-failed", env=clean_home).returncode == 0
+    assert runs_per_task(out) == {1: 1, 2: 1, 4: 1}
+
+
+def test_a_pytaskfarmer_work_directory_of_another_list_is_refused(tmp_path: Path,
+                                                                  clean_home: dict[str, str]) -> None:
+    tasks = write_list(tmp_path / "tasks.txt", ["echo a", "echo b"])
+    workdir = tmp_path / "tasks.txt_workdir"
+    workdir.mkdir()
+    (workdir / "finished").write_text("1 echo something else\n")
+    result = run_farmer(tasks, env=clean_home)
+    assert result.returncode == 2
+    assert "finished:1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (workdir / "finished").read_text() == "1 echo something else\n"

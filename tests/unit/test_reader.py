@@ -144,3 +144,10 @@ def test_missing_file_gives_a_one_line_error(tmp_path: Path) -> None:
         read_task_lines(missing)
     assert caught.value.path == str(missing) and caught.value.line is None
     assert "no such file" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_leading_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.txt"
+    path.write_bytes(b"\xef\xbb\xbf# comment\necho a\n")
+    lines = read_task_lines(path)
+    assert lines.texts == ["echo a"] and lines.linenos == [2] and lines.end == path.stat().st_size
