@@ -11,11 +11,13 @@ from pathlib import Path
 
 from mpifarmer import __version__, config, environment
 from mpifarmer.errors import FarmerError, UsageError
-from mpifarmer.farmer import Farmer, FarmerOptions
+from mpifarmer.farmer import FarmerOptions, run_coordinator, run_worker
+from mpifarmer.runners import Runner
 from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
 from mpifarmer.store.store import Identity, Store
 from mpifarmer.store.workdir import WorkDir
-from mpifarmer.tasklists.reader import read_task_lines
+from mpifarmer.tasklists import TaskList
+from mpifarmer.tasklists.reader import TaskLines, read_task_lines
 
 __all__ = ["main"]
 
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-timeout", type=_seconds, default=300.0, metavar="SECONDS",
                         help="after how long without a heartbeat a farmer on another node is taken for dead "
                         "and its tasks are run again (default: 300)")
+    parser.add_argument("--mode", choices=("auto", "local", "mpi"), default="auto",
+                        help="local: one process and its pool; mpi: rank 0 coordinates and every rank runs a "
+                        "pool; auto (default): mpi when started by srun or mpiexec with more than one process")
+    parser.add_argument("--rank-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="in MPI mode, after how long without a word a rank is taken for lost and the job "
+                        "is ended (default: 30)")
     parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
     return parser
 
@@ -120,14 +128,13 @@ def _normalise(argv: list[str]) -> list[str]:
 
 
 class _Context(logging.Filter):
-    """Adds the host (and later the rank) to every log record."""
+    """Adds the host, and the rank in MPI mode, to every log record."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.where = environment.hostname()
+    rank: int | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.where = self.where
+        host = environment.hostname()
+        record.where = host if self.rank is None else f"{host}:{self.rank}"
         return True
 
 
@@ -157,13 +164,23 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     runner = config.make_runner(args.runner, config.load_runner_definitions())
     handler = config.make_tasklist(args.handler, config.load_tasklist_definitions())
+    mode = args.mode
+    if mode == "auto":
+        mode = "mpi" if environment.launched_processes() > 1 else "local"
+    if mode == "local":
+        store, tasks, options = _open(args)
+        return run_coordinator(options, store, tasks, handler, runner)
+    return _run_mpi(args, runner, handler)
+
+
+def _open(args: argparse.Namespace) -> tuple[Store, TaskLines, FarmerOptions]:
+    """Read the task list and open the work directory: everything that can fail on bad input."""
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
     if not tasks.texts:
         raise FarmerError(f"{task_list}: has no tasks (only blank or comment lines); give a list with "
                           "one command per line")
     workdir = WorkDir(args.workdir or f"{task_list}_workdir")
-    proc = args.proc or environment.available_cpus()
     created = not workdir.root.exists()
     try:
         workdir.prepare()
@@ -177,6 +194,42 @@ def run(args: argparse.Namespace) -> int:
         if created and not workdir.journal.exists():
             shutil.rmtree(workdir.root, ignore_errors=True)
         raise
-    options = FarmerOptions(task_list=task_list, proc=proc, timeout=args.timeout, verbose=args.verbose,
-                            retry_failed=args.retry_failed)
-    return Farmer(options, store, tasks, handler, runner).run()
+    return store, tasks, _options(args)
+
+
+def _options(args: argparse.Namespace) -> FarmerOptions:
+    return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
+                         timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
+                         rank_timeout=args.rank_timeout)
+
+
+def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:
+    """Every rank: rank 0 opens the work directory and coordinates, the others work."""
+    try:
+        from mpifarmer.transport.mpi import MpiTransport
+    except ImportError as error:
+        raise FarmerError(f"MPI mode needs mpi4py ({error}); install it (pip install mpi4py mpich), or run "
+                          "with --mode local") from None
+    transport = MpiTransport()
+    launched = environment.launched_processes()
+    if transport.size != launched:
+        raise FarmerError(
+            f"this process was started as one of {launched} but MPI sees a world of {transport.size}: the MPI "
+            "library and the launcher do not match (under srun try --mpi=pmi2 for MPICH, the default, or "
+            "--mpi=pmix for Open MPI; see srun --mpi=list), or run independent farmers with --mode local")
+    _Context.rank = transport.rank
+    if transport.rank == 0:
+        try:
+            store, tasks, options = _open(args)
+        except FarmerError as error:
+            transport.broadcast({"error": str(error)})
+            raise
+        transport.broadcast({"fid": store.fid, "workdir": str(store.workdir.root)})
+        remote = transport if transport.size > 1 else None
+        return run_coordinator(options, store, tasks, handler, runner, remote=remote)
+    setup = transport.broadcast()
+    if "error" in setup:
+        return 2  # rank 0 reports it
+    workdir = WorkDir(setup["workdir"])
+    return run_worker(_options(args), runner, transport, str(workdir.root), setup["fid"], workdir.log,
+                      args.rank_timeout)

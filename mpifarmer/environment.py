@@ -10,8 +10,8 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "pid_alive", "pid_start", "process_groups_with",
-           "slurm"]
+__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "launched_processes", "lock_host_name",
+           "pid_alive", "pid_start", "process_groups_with", "slurm"]
 
 
 @cache
@@ -131,6 +131,17 @@ def slurm(environ: dict[str, str] | None = None) -> SlurmInfo:
         cpus_per_task=_int(env.get("SLURM_CPUS_PER_TASK")),
         step_id=env.get("SLURM_STEP_ID"),
     )
+
+
+#: Variables through which MPI launchers tell a process how many processes they started.
+_LAUNCHER_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+def launched_processes(environ: dict[str, str] | None = None) -> int:
+    """How many processes an MPI launcher or srun started together with this one (1 if none)."""
+    env = os.environ if environ is None else environ
+    sizes = [_int(env.get(name)) for name in _LAUNCHER_SIZES]
+    return max([size for size in sizes if size] or [1])
 
 
 def available_cpus() -> int:

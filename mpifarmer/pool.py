@@ -62,16 +62,21 @@ class Pool:
         self._environ.update(extra_env or {})
         self._free = list(range(slots - 1, -1, -1))  # pop() hands out slot 0 first
         self.running: dict[int, Run] = {}
-        self._failed_starts: list[Outcome] = []
+        self._immediate: list[Outcome] = []  # runs that ended as they started
 
     @property
     def free(self) -> int:
         return len(self._free)
 
     def start(self, task: Task) -> Run:
-        """Start ``task`` in a free slot. A task that cannot be started ends as failed (rc 127)."""
+        """Start ``task`` in a free slot. A task that cannot be started ends as failed (rc 127);
+        a runner that builds an empty argv means there is nothing to execute (rc 0)."""
         slot = self._free.pop()
         argv = self._fit(self.runner.build(task), task)
+        if not argv:
+            run = Run(task, slot, 0, None, time.time())
+            self._immediate.append(Outcome(run, 0, run.t0))
+            return run
         env = dict(self._environ)
         env["PROC_NUMBER"] = env["MPIFARMER_TASK_ID"] = str(task.id)
         t0 = time.time()
@@ -88,7 +93,7 @@ class Pool:
             run = Run(task, slot, 0, None, t0)
             message = f"cannot start {argv[0]!r}: {error.strerror}"
             self._note_start_failure(task, message)
-            self._failed_starts.append(Outcome(run, 127, time.time(), message))
+            self._immediate.append(Outcome(run, 127, time.time(), message))
             return run
         run = Run(task, slot, pid, None, t0)
         self.running[pid] = run
@@ -104,7 +109,7 @@ class Pool:
 
     def reap(self) -> list[Outcome]:
         """Collect every run that has ended, without blocking."""
-        outcomes, self._failed_starts = self._failed_starts, []
+        outcomes, self._immediate = self._immediate, []
         while self.running:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)

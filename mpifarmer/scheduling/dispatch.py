@@ -67,6 +67,12 @@ class Dispatcher:
         self._durations += duration
         self._ended += 1
 
+    def returned(self, rank: int, ids: list[int]) -> None:
+        """``rank`` gives back tasks it was sent but never started."""
+        state = self.ranks.get(rank)
+        if state is not None:
+            state.in_flight.difference_update(ids)
+
     def drain(self) -> list[int]:
         """Stop handing out work; return the queued tasks no rank has received."""
         self.draining = True

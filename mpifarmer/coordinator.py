@@ -1,0 +1,378 @@
+"""The coordinator: one per farmer (rank 0 in MPI mode). It alone talks to the work directory.
+
+Each step it turns what arrived (workers' starts and ends, stop requests, signals, the
+clock) into dispatcher events and journal records, syncs with the store when there is
+something to record or work to claim, and sends work to the ranks. Its ranks are workers
+reached over a transport: in local mode one worker in this process, in MPI mode one per rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpifarmer.scheduling import records as rec
+from mpifarmer.scheduling.dispatch import Dispatcher
+from mpifarmer.scheduling.ledger import FAILED, FINISHED
+from mpifarmer.scheduling.liveness import Liveness
+from mpifarmer.signals import SignalFlags
+from mpifarmer.store.store import Store
+from mpifarmer.tasklists import TaskList
+from mpifarmer.tasklists.reader import TaskLines
+from mpifarmer.transport import Transport
+from mpifarmer.transport import protocol as msg
+from mpifarmer.watch import TaskListWatcher
+
+__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "Coordinator", "FarmerOptions"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
+
+#: A task killed by a signal just before its farmer is asked to stop was most likely signalled
+#: by the same hand (Slurm signals a step's processes together): wait this long before calling
+#: it failed.
+SIGNAL_DEATH_HOLD = 1.0
+#: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
+PREFETCH_LEAD = 0.1
+PREFETCH_MAX = 4096
+
+
+@dataclass
+class FarmerOptions:
+    task_list: Path
+    proc: int
+    timeout: float | None = None
+    verbose: bool = False
+    retry_failed: bool = False
+    kill_grace: float = 3.0
+    watch_interval: float = 5.0
+    start_flush: float = 1.0
+    rank_timeout: float = 30.0
+
+
+@dataclass
+class RankInfo:
+    host: str
+    heard: float
+    ended: int = 0  # ends since the last prefetch retune
+
+
+@dataclass
+class _Held:
+    """An end that waits, in case the stop signal that probably caused it is about to arrive."""
+
+    rank: int
+    end: msg.TaskEnd
+    until: float
+
+
+@dataclass
+class Tally:
+    counts: dict[str, int] = field(default_factory=lambda: {rec.FINISHED: 0, rec.FAILED: 0, rec.INTERRUPTED: 0})
+
+
+class Coordinator:
+    """Decides nothing itself: it wires the dispatcher and the store to the ranks."""
+
+    def __init__(self, options: FarmerOptions, store: Store, tasks: TaskLines, handler: TaskList,
+                 transport: Transport, flags: SignalFlags) -> None:
+        self.options = options
+        self.store = store
+        self.tasks = tasks
+        self.handler = handler
+        self.transport = transport
+        self.flags = flags
+        self.dispatcher = Dispatcher()
+        self.ranks: dict[int, RankInfo] = {}
+        self.lost: set[int] = set()
+        self.outbox: list[dict[str, Any]] = []
+        self.tally = Tally()
+        self.stop_reason: str | None = None
+        self.store_error: OSError | None = None
+        self._held: list[_Held] = []
+        self._stops_seen = 0
+        self._holders: dict[str, Liveness] = {}
+        self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval)
+        self._started = time.monotonic()
+        self._deadline = self._started + options.timeout if options.timeout else None
+        self._retune_at = self._started + 1.0
+        self._pinged = self._started
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Do everything that can be done now; return whether anything happened."""
+        now, wall = time.monotonic(), time.time()
+        busy = self._check_stop(now)
+        busy |= self._receive(now, wall)
+        self._release_held(now)
+        busy |= self._exchange(wall)
+        self._housekeeping(now)
+        return busy
+
+    def _check_stop(self, now: float) -> bool:
+        acted = False
+        if self.flags.stop_requests > self._stops_seen:
+            self._stops_seen = self.flags.stop_requests
+            name = signal.Signals(self.flags.last).name if self.flags.last else "a stop signal"
+            if self.stop_reason is None:
+                self.drain(f"received {name}")
+            else:
+                logger.warning("received %s again: killing running tasks now", name)
+            acted = True
+        if self._deadline is not None and now >= self._deadline and self.stop_reason is None:
+            self.drain(f"--timeout of {self.options.timeout:g} s expired")
+            acted = True
+        return acted
+
+    def drain(self, reason: str) -> None:
+        """Stop handing out work and have every rank interrupt what it runs."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        logger.warning("stopping: %s; %d running tasks will be interrupted", reason, self.dispatcher.in_flight)
+        released = self.dispatcher.drain()
+        if released:
+            self.outbox.append(rec.release(self.store.fid, released))
+        for rank in self._live_ranks():
+            self.transport.send(rank, msg.Drain(reason))
+
+    def _receive(self, now: float, wall: float) -> bool:
+        messages = self.transport.poll()
+        for rank, message in messages:
+            info = self.ranks.get(rank)
+            if info is not None:
+                info.heard = now
+            if isinstance(message, msg.Ended):
+                for end in message.ends:
+                    self._on_end(rank, end, now)
+            elif isinstance(message, msg.Started):
+                host = info.host if info else "?"
+                for start in message.starts:
+                    self.outbox.append(rec.start(self.store.fid, start.id, pid=start.pid, pst=start.pid_start,
+                                                 host=host, rank=rank, slot=start.slot, t=start.t0))
+            elif isinstance(message, msg.Released):
+                self.dispatcher.returned(rank, message.ids)
+                self.outbox.append(rec.release(self.store.fid, message.ids))
+            elif isinstance(message, msg.Hello):
+                self._on_hello(rank, message, now)
+            elif isinstance(message, msg.Stop):
+                self.drain(f"rank {rank} {message.reason}" if self.transport.size > 1 else message.reason)
+        return bool(messages)
+
+    def _on_hello(self, rank: int, hello: msg.Hello, now: float) -> None:
+        if hello.version != msg.VERSION:
+            logger.error("rank %d runs protocol version %d, rank 0 runs %d: install the same mpifarmer "
+                         "everywhere", rank, hello.version, msg.VERSION)
+            self.drain("mixed mpifarmer versions")
+            return
+        self.ranks[rank] = RankInfo(hello.host, now)
+        self.dispatcher.add_rank(rank, hello.slots, prefetch=1 if rank else 0)
+
+    def _on_end(self, rank: int, end: msg.TaskEnd, now: float) -> None:
+        if end.returncode < 0 and not end.killed and self.stop_reason is None:
+            self._held.append(_Held(rank, end, now + SIGNAL_DEATH_HOLD))
+        else:
+            self._record_end(rank, end)
+
+    def _release_held(self, now: float) -> None:
+        if not self._held:
+            return
+        keep = []
+        for held in self._held:
+            if self.stop_reason is not None or now >= held.until:
+                self._record_end(held.rank, held.end)
+            else:
+                keep.append(held)
+        self._held = keep
+
+    def _record_end(self, rank: int, end: msg.TaskEnd) -> None:
+        code = end.returncode
+        if code == 0:
+            state = rec.FINISHED
+        elif end.killed or self.stop_reason is not None:
+            state = rec.INTERRUPTED
+        elif self._disk_full():
+            # Most likely the task failed because its output could not be written: not the
+            # task's fault, so it runs again once there is space.
+            state = rec.INTERRUPTED
+            self.drain("the work directory's filesystem is full; free space and run the same command again")
+        else:
+            state = rec.FAILED
+        self.tally.counts[state] += 1
+        info = self.ranks.get(rank)
+        if info is not None:
+            info.ended += 1
+        self.dispatcher.ended(rank, end.id, end.t1 - end.t0)
+        self.outbox.append(rec.end(
+            self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
+            t0=end.t0, t1=end.t1, host=info.host if info else "?", rank=rank, slot=end.slot))
+        if self.options.verbose or state != rec.FINISHED:
+            how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+            log = logger.warning if state == rec.FAILED else logger.info
+            where = f" on rank {rank}" if self.transport.size > 1 else ""
+            log("task %d %s%s (%s, %.2f s): %s", end.id, state, where, how, end.t1 - end.t0,
+                self.store.ledger.lines[end.id])
+
+    def _disk_full(self) -> bool:
+        try:
+            stat = os.statvfs(self.store.workdir.root)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize < 64 * 1024
+
+    def _exchange(self, wall: float) -> bool:
+        """Sync with the store when there is something to record or work to claim; send work."""
+        want = self.dispatcher.want(wall)
+        new_lines = len(self.tasks) > len(self.store.ledger)
+        if self.store_error is None and (want > 0 or self.outbox or new_lines):
+            try:
+                result = self.store.sync(self.outbox, want, self.tasks if new_lines else None)
+            except OSError as error:
+                self._store_failed(error)
+                return True
+            self.outbox = []
+            if result is not None:
+                self.dispatcher.claimed(result.claimed, want, wall)
+                self._holders = result.holders
+        batches: dict[int, list[msg.TaskWork]] = {}
+        lines = self.store.ledger.lines
+        for rank, task in self.dispatcher.assign():
+            line = lines[task]
+            batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.command(line)))
+        for rank, works in batches.items():
+            self.transport.send(rank, msg.Run(works))
+        return bool(batches)
+
+    def _store_failed(self, error: OSError) -> None:
+        """The work directory cannot be written (disk full, quota, I/O error): stop cleanly."""
+        self.store_error = error
+        logger.error("cannot write to the work directory %s: %s", self.store.workdir.root, error.strerror or error)
+        self.drain("the work directory cannot be written; free space and run the same command again")
+
+    def _housekeeping(self, now: float) -> None:
+        try:
+            self.store.beat()
+            if self.store.views_due():
+                self.store.write_views()
+        except OSError as error:
+            if self.store_error is None:
+                self._store_failed(error)
+        self._watch.poll(now)
+        if now >= self._retune_at:
+            self._retune(now)
+        if now - self._pinged >= 1.0:
+            self._pinged = now
+            for rank in self._live_ranks():
+                if rank:
+                    self.transport.send(rank, msg.Ping())
+        self._check_ranks(now)
+
+    def _retune(self, now: float) -> None:
+        """Size each rank's prefetch to a tenth of a second of its recent throughput."""
+        elapsed = now - (self._retune_at - 1.0)
+        for rank, info in self.ranks.items():
+            state = self.dispatcher.ranks.get(rank)
+            if state is not None:
+                rate = info.ended / max(elapsed, 1e-3)
+                state.prefetch = max(1 if rank else 0, min(PREFETCH_MAX, math.ceil(rate * PREFETCH_LEAD)))
+            info.ended = 0
+        self._retune_at = now + 1.0
+
+    def _check_ranks(self, now: float) -> None:
+        """A rank silent for ``rank_timeout`` is lost (killed, node gone, hung)."""
+        expected = range(1, self.transport.size)
+        for rank in expected:
+            if rank in self.lost:
+                continue
+            info = self.ranks.get(rank)
+            heard = info.heard if info else self._started
+            if now - heard > self.options.rank_timeout:
+                self.lost.add(rank)
+                held = self.dispatcher.lose_rank(rank)
+                logger.error("rank %d (%s) has been silent for %.0f s: taken for lost with %d tasks; stopping the "
+                             "farm (run it again to recover them)", rank, info.host if info else "?", now - heard,
+                             len(held))
+                self.drain(f"rank {rank} was lost")
+
+    def _live_ranks(self) -> list[int]:
+        return [rank for rank in self.ranks if rank not in self.lost]
+
+    # -- the end ----------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        if self._held:
+            return False
+        if self.stop_reason is not None:
+            return self.dispatcher.in_flight == 0
+        if not self.dispatcher.idle() or not self.dispatcher.ran_dry() or self.store.ledger.pending > 0:
+            return False
+        if len(self.tasks) > len(self.store.ledger):
+            return False
+        if len(self.ranks) + len(self.lost) < self.transport.size:
+            return False  # some rank has not said hello yet
+        return all(verdict is Liveness.LIVE for verdict in self._holders.values())
+
+    def next_deadline(self) -> float:
+        now, wall = time.monotonic(), time.time()
+        candidates = [now + self.store.beat_interval, self._watch.next_poll(now), self._retune_at]
+        if self.transport.size > 1:
+            candidates.append(self._pinged + 1.0)
+        if self._deadline is not None and self.stop_reason is None:
+            candidates.append(self._deadline)
+        if self._held:
+            candidates.append(min(held.until for held in self._held))
+        check = self.dispatcher.next_check(wall)
+        if check is not None:
+            candidates.append(now + check - wall)
+        return min(candidates)
+
+    def finish(self) -> int:
+        """Record the last results, leave the work directory, tell the ranks; the exit code."""
+        code = self._close()
+        for rank in self._live_ranks():
+            self.transport.send(rank, msg.Finish(code))
+        return code
+
+    def _close(self) -> int:
+        try:
+            closed = self.store.close(self.outbox, lock_timeout=5.0 if self.stop_reason else None)
+        except OSError as error:
+            logger.error("could not record the last %d records (%s); the next run will find this farmer dead "
+                         "and return its tasks", len(self.outbox), error.strerror or error)
+            return EXIT_STOPPED
+        if not closed:
+            logger.error("could not take the work-directory lock to record the last %d records; the next run "
+                         "will find this farmer dead and return its tasks", len(self.outbox))
+        ledger = self.store.ledger
+        if self.store_error is not None or self.lost:
+            return EXIT_STOPPED
+        if self.stop_reason is not None and ledger.pending > 0:
+            return EXIT_STOPPED
+        return EXIT_FAILED if ledger.count(FAILED) else EXIT_DONE
+
+    def log_start(self) -> None:
+        ledger = self.store.ledger
+        ranks = f" on {self.transport.size} ranks" if self.transport.size > 1 else ""
+        logger.info("mpifarmer: task list %s, work directory %s: %d tasks, %d to run (%d finished, %d failed), "
+                    "%d workers%s, farmer %s", self.options.task_list, self.store.workdir.root, len(ledger),
+                    ledger.pending, ledger.count(FINISHED), ledger.count(FAILED), self.options.proc, ranks,
+                    self.store.fid)
+
+    def log_stop(self, code: int) -> None:
+        ledger = self.store.ledger
+        counts = self.tally.counts
+        logger.info("mpifarmer: %s; this run: %d finished, %d failed, %d interrupted; work directory: "
+                    "%d finished, %d failed, %d left; wall time %.1f s; exit code %d",
+                    self.stop_reason or "no work left", counts[rec.FINISHED], counts[rec.FAILED],
+                    counts[rec.INTERRUPTED], ledger.count(FINISHED), ledger.count(FAILED),
+                    len(ledger) - ledger.count(FINISHED) - ledger.count(FAILED), time.monotonic() - self._started,
+                    code)

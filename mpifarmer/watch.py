@@ -1,0 +1,79 @@
+"""Noticing lines appended to the task list while the farm runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+
+__all__ = ["TaskListWatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class TaskListWatcher:
+    """Polls the task list's size and reads lines appended since the last look.
+
+    Only whole lines count: a last line without its newline may still be being written. If
+    the list shrank, or a line the farm already holds changed, the watcher stops and says so;
+    the next start checks the whole list."""
+
+    def __init__(self, path: Path, tasks: TaskLines, interval: float) -> None:
+        self.path = path
+        self.tasks = tasks
+        self.interval = interval
+        self._next = time.monotonic() + interval
+        self._offset = tasks.tail_start if tasks.tail_start is not None else tasks.end
+        self._lineno = tasks.tail_lineno if tasks.tail_lineno is not None else tasks.next_lineno
+        self._recheck_tail = tasks.tail_start is not None and bool(tasks.linenos) and \
+            tasks.linenos[-1] == tasks.tail_lineno
+        self._size = tasks.end
+        self._stopped = False
+
+    def next_poll(self, now: float) -> float:
+        return self._next if not self._stopped else now + 3600.0
+
+    def poll(self, now: float) -> None:
+        if self._stopped or now < self._next:
+            return
+        self._next = now + self.interval
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return
+        if size == self._size:
+            return
+        if size < self._size:
+            self._give_up("the task list shrank while the farm ran")
+            return
+        try:
+            more = read_task_lines(self.path, start=self._offset, first_lineno=self._lineno,
+                                   include_unterminated=False)
+        except Exception as error:  # noqa: BLE001 - a bad append must not stop a running farm
+            self._give_up(str(error))
+            return
+        if more.end == self._offset:
+            return  # only an unfinished line so far
+        texts = more.texts
+        if self._recheck_tail:
+            self._recheck_tail = False
+            if not texts or texts[0] != self.tasks.texts[-1]:
+                self._give_up(f"line {self._lineno} changed while the farm ran")
+                return
+            texts, linenos = texts[1:], more.linenos[1:]
+        else:
+            linenos = more.linenos
+        self._size = size
+        self._offset, self._lineno = more.end, more.next_lineno
+        if texts:
+            self.tasks.texts.extend(texts)
+            self.tasks.linenos.extend(linenos)
+            logger.info("%d tasks appended to %s", len(texts), self.path)
+
+    def _give_up(self, why: str) -> None:
+        self._stopped = True
+        logger.warning("no longer watching %s for appended tasks: %s; restart the farmer to check the list",
+                       self.path, why)

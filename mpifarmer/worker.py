@@ -1,0 +1,173 @@
+"""A rank's worker: runs the tasks the coordinator sends on the local pool and reports back.
+
+Every rank has one, rank 0 included (its coordinator talks to it in process). The worker
+decides nothing about which task runs: it starts what it was sent, in order, as slots free
+up, and reports starts (of runs older than a second), ends and releases. It stops on
+``Drain`` from the coordinator or on a stop signal of its own, which it also reports, and
+gives up on a coordinator that has been silent too long (rank 0 lost), killing its tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import deque
+
+from mpifarmer.environment import hostname, pid_start
+from mpifarmer.pool import Pool, Run
+from mpifarmer.signals import SignalFlags
+from mpifarmer.task import Task
+from mpifarmer.transport import Transport
+from mpifarmer.transport import protocol as msg
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """One rank's pool, driven by messages (see the module docstring)."""
+
+    def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool = False,
+                 beat: float = 1.0, silence_limit: float | None = 30.0, kill_grace: float = 3.0,
+                 start_flush: float = 1.0) -> None:
+        self.transport = transport
+        self.pool = pool
+        self.flags = flags
+        self.verbose = verbose
+        self.beat = beat
+        self.silence_limit = silence_limit
+        self.kill_grace = kill_grace
+        self.start_flush = start_flush
+        self.queue: deque[msg.TaskWork] = deque()
+        self.code: int | None = None  # set by Finish
+        self.draining = False
+        self._killed: set[int] = set()
+        self._kill_at: float | None = None
+        self._unreported: dict[int, Run] = {}
+        self._stops_seen = 0
+        self._heard = self._sent = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self.code is not None and not self.pool.running
+
+    def hello(self) -> None:
+        self._send(msg.Hello(hostname(), self.pool.slots, os.getpid()))
+
+    def step(self) -> bool:
+        """Do everything that can be done now; return whether anything happened."""
+        now = time.monotonic()
+        busy = self._receive(now)
+        busy |= self._check_signals(now)
+        busy |= self._start()
+        busy |= self._reap()
+        self._report_starts(now)
+        if self._kill_at is not None and now >= self._kill_at:
+            self.pool.signal_all(signal.SIGKILL)
+            self._kill_at = None
+        if now - self._sent >= self.beat:
+            self._send(msg.Beat())
+        if self.silence_limit is not None and now - self._heard > self.silence_limit and self.code is None:
+            logger.error("no word from rank 0 for %.0f s: it is lost; killing this rank's tasks and ending the "
+                         "job (a restart recovers every task)", now - self._heard)
+            self.pool.signal_all(signal.SIGKILL)
+            self.transport.abort(3)
+            self.code = 3
+        return busy
+
+    def next_deadline(self) -> float:
+        deadline = self._sent + self.beat
+        if self._kill_at is not None:
+            deadline = min(deadline, self._kill_at)
+        if self._unreported:
+            deadline = min(deadline, min(run.t0 for run in self._unreported.values()) + self.start_flush
+                           - time.time() + time.monotonic())
+        return deadline
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _send(self, message: msg.Message) -> None:
+        self.transport.send(0, message)
+        self._sent = time.monotonic()
+
+    def _receive(self, now: float) -> bool:
+        messages = self.transport.poll()
+        for _source, message in messages:
+            self._heard = now
+            if isinstance(message, msg.Run):
+                if self.draining:
+                    self._send(msg.Released([work.id for work in message.tasks]))
+                else:
+                    self.queue.extend(message.tasks)
+            elif isinstance(message, msg.Drain):
+                self._drain(message.reason)
+            elif isinstance(message, msg.Finish):
+                self.code = message.code
+        return bool(messages)
+
+    def _check_signals(self, now: float) -> bool:
+        if self.flags.stop_requests == self._stops_seen:
+            return False
+        first = self._stops_seen == 0
+        self._stops_seen = self.flags.stop_requests
+        name = signal.Signals(self.flags.last).name if self.flags.last else "a stop signal"
+        if first:
+            self._send(msg.Stop(f"received {name}"))
+            self._drain(f"received {name}")
+        else:
+            self._kill_at = now
+        return True
+
+    def _drain(self, reason: str) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        if self.queue:
+            self._send(msg.Released([work.id for work in self.queue]))
+            self.queue.clear()
+        self._killed.update(self.pool.running)
+        self.pool.signal_all(signal.SIGTERM)
+        self.pool.signal_all(signal.SIGCONT)
+        self._kill_at = time.monotonic() + self.kill_grace
+
+    def _start(self) -> bool:
+        started = False
+        while self.queue and self.pool.free and not self.draining:
+            work = self.queue.popleft()
+            run = self.pool.start(Task(work.id, work.line, work.command))
+            started = True
+            if run.pid:
+                self._unreported[run.pid] = run
+            if self.verbose:
+                logger.info("task %d started in slot %d: %s", work.id, run.slot, work.line)
+        return started
+
+    def _reap(self) -> bool:
+        outcomes = self.pool.reap()
+        if not outcomes:
+            return False
+        ends = []
+        for outcome in outcomes:
+            run = outcome.run
+            self._unreported.pop(run.pid, None)
+            killed = run.pid in self._killed
+            self._killed.discard(run.pid)
+            ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot, killed))
+        self._send(msg.Ended(ends))
+        return True
+
+    def _report_starts(self, now: float) -> None:
+        """Report runs going for longer than ``start_flush``: their pids let a later farmer kill
+        them should this one die. Shorter runs are reported only by their end."""
+        if not self._unreported:
+            return
+        wall = time.time()
+        due = [run for run in self._unreported.values() if wall - run.t0 >= self.start_flush]
+        if due:
+            for run in due:
+                run.pid_start = pid_start(run.pid)
+                del self._unreported[run.pid]
+            self._send(msg.Started([msg.TaskStart(r.task.id, r.pid, r.pid_start, r.slot, r.t0) for r in due]))
