@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Stop the single-host Slurm test cluster started by up.sh.
+#
+# Cancels all jobs, then stops only the daemons up.sh started: those named by
+# pid files under $SLURM_CI_DIR/run whose /proc/PID/comm matches the expected
+# daemon. SIGTERM first, SIGKILL after 10 s. Safe to run when nothing is up.
+set -uo pipefail
+
+CI_DIR=${SLURM_CI_DIR:-/tmp/slurm-ci}
+
+log() { printf 'down.sh: %s\n' "$*" >&2; }
+
+if [[ ! -d $CI_DIR/run ]]; then
+    log "nothing to do ($CI_DIR/run does not exist)"
+    exit 0
+fi
+
+exec 9>"$CI_DIR/.lock"
+flock -w 120 9 || log "could not lock $CI_DIR/.lock within 120 s; going on anyway"
+
+# running PID COMM: true if PID is a live (not zombie) process named COMM.
+running() {
+    local pid=$1 comm=$2 stat
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# pid_alive PIDFILE COMM: print the pid in PIDFILE if that process is running
+# and its /proc/PID/comm is COMM.
+pid_alive() {
+    local pidfile=$1 comm=$2 pid
+    [[ -r $pidfile ]] || return 1
+    pid=$(tr -dc '0-9' <"$pidfile")
+    [[ -n $pid ]] && running "$pid" "$comm" || return 1
+    echo "$pid"
+}
+
+# stop_all PIDFILE COMM [PIDFILE COMM ...]: SIGTERM each matching process, wait
+# up to 10 s for all of them together, SIGKILL survivors, remove the pid files.
+stop_all() {
+    local -a pids=() comms=() files=()
+    local pid i j alive
+    while (($# >= 2)); do
+        if pid=$(pid_alive "$1" "$2"); then
+            log "stopping $2 (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid") comms+=("$2")
+        fi
+        files+=("$1")
+        shift 2
+    done
+    for ((i = 0; i < 100; i++)); do
+        alive=0
+        for j in "${!pids[@]}"; do
+            running "${pids[j]}" "${comms[j]}" && alive=1
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for j in "${!pids[@]}"; do
+        if running "${pids[j]}" "${comms[j]}"; then
+            log "${comms[j]} (pid ${pids[j]}) ignored SIGTERM for 10 s, sending SIGKILL"
+            kill -KILL "${pids[j]}" 2>/dev/null || true
+        fi
+    done
+    ((${#files[@]})) && rm -f "${files[@]}"
+    return 0
+}
+
+ctld_up=0
+pid_alive "$CI_DIR/run/slurmctld.pid" slurmctld >/dev/null && ctld_up=1
+
+if ((ctld_up)) && command -v scancel >/dev/null; then
+    jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u | paste -sd' ' -)
+    if [[ -n $jobs ]]; then
+        log "cancelling jobs: $jobs"
+        # shellcheck disable=SC2086
+        timeout 10 scancel $jobs 2>/dev/null || true
+        # Give the job steps (KillWait=5) a chance to finish before slurmd goes.
+        for ((i = 0; i < 80; i++)); do
+            active=$(timeout 5 squeue -h -t running,completing,suspended -o %A 2>/dev/null) || break
+            [[ -z $active ]] && break
+            sleep 0.25
+        done
+    fi
+fi
+
+# Node daemons and the controller together (munged last: they talk to it).
+args=()
+for f in "$CI_DIR"/run/slurmd-*.pid; do
+    [[ -e $f ]] && args+=("$f" slurmd)
+done
+args+=("$CI_DIR/run/slurmctld.pid" slurmctld)
+stop_all "${args[@]}"
+
+# munged only if up.sh recorded that it started it.
+if pid=$(pid_alive "$CI_DIR/run/munged.pid" munged); then
+    stop_all "$CI_DIR/run/munged.pid" munged
+    rm -f /run/munge/munged.pid
+else
+    rm -f "$CI_DIR/run/munged.pid"
+fi
+
+log "stopped"
+exit 0
