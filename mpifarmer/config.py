@@ -57,7 +57,7 @@ from typing import Any, cast
 import yaml
 
 from mpifarmer.errors import ConfigError
-from mpifarmer.runners import BasicRunner, Runner, ShifterRunner
+from mpifarmer.runners import BasicRunner, NoopRunner, Runner, ShifterRunner
 from mpifarmer.tasklists import ListTaskList, TaskList
 
 __all__ = [
@@ -85,6 +85,7 @@ _ALIASES: dict[str, type] = {
 }
 _PUBLIC_PATHS: dict[type, str] = {
     BasicRunner: "mpifarmer.runners.BasicRunner",
+    NoopRunner: "mpifarmer.runners.NoopRunner",
     ShifterRunner: "mpifarmer.runners.ShifterRunner",
     ListTaskList: "mpifarmer.tasklists.ListTaskList",
 }

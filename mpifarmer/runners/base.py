@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 
 from mpifarmer.task import Task
 
-__all__ = ["BasicRunner", "Runner"]
+__all__ = ["BasicRunner", "NoopRunner", "Runner"]
 
 
 class Runner(ABC):
@@ -59,3 +59,15 @@ class BasicRunner(Runner):
     def build(self, task: Task) -> list[str]:
         """Return ``[bash, "-c", task.command]``."""
         return [self.bash, "-c", task.command]
+
+
+class NoopRunner(Runner):
+    """Run nothing: every task succeeds at once, without a process.
+
+    For measuring the farmer itself (dispatch rate, state writes) without the cost of starting
+    programs. Define it like any runner (``Runner = mpifarmer.runners.NoopRunner``).
+    """
+
+    def build(self, task: Task) -> list[str]:
+        """Return ``[]``: the pool takes an empty argv as a task that ran and exited 0."""
+        return []
