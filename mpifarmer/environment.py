@@ -42,7 +42,8 @@ def boot_id() -> str:
 def pid_start(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot, or None if it is gone.
 
-    Together with the pid it names one process: a reused pid has another start time.
+    Together with the pid it names one process: a reused pid has another start time. A zombie
+    (dead, not yet reaped by its parent) counts as gone.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stream:
@@ -51,21 +52,23 @@ def pid_start(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
     return int(fields[19])
 
 
 def pid_alive(pid: int, start: int | None) -> bool:
     """Whether the process ``pid`` that started at ``start`` still runs on this host."""
-    now = pid_start(pid)
-    if now is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return start is None  # no /proc: trust the pid alone
-    return start is None or now == start
+    if os.path.isdir("/proc/self"):
+        now = pid_start(pid)
+        return now is not None and (start is None or now == start)
+    try:  # no /proc: the pid alone
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def process_groups_with(variable: str) -> set[int]:

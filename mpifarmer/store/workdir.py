@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,19 +53,25 @@ class WorkDir:
 
     def check_writable(self) -> None:
         """Check that files can be created and atomically renamed in the work directory."""
+        probe = self.root / f".probe-{os.getpid()}"  # farmers may start together: one probe each
         try:
-            with atomic_write(self.root / ".probe") as stream:
+            with atomic_write(probe) as stream:
                 stream.write("probe\n")
-            os.unlink(self.root / ".probe")
+            os.unlink(probe)
         except OSError as error:
             raise WorkDirError(self.root, f"cannot write and rename files there ({error.strerror}); "
                                "fix its permissions or choose another -w/--workdir") from None
 
-    def remove_temporaries(self) -> None:
-        """Remove temporary files left by writers that were killed (call with the lock held)."""
+    def remove_temporaries(self, older_than: float = 600.0) -> None:
+        """Remove temporary files left by writers that were killed.
+
+        Only old ones: another farmer may be writing a view right now (views are written
+        outside the lock), and a write takes seconds at most."""
+        limit = time.time() - older_than
         for stray in self.root.glob(".*.tmp"):
             try:
-                stray.unlink()
+                if stray.stat().st_mtime < limit:
+                    stray.unlink()
             except OSError:
                 pass
 
