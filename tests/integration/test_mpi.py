@@ -167,3 +167,29 @@ def test_bad_input_under_mpi_ends_every_rank_with_2(tmp_path: Path, clean_home: 
     assert result.returncode == 2
     assert "tasks.txt:2:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "tasks.txt_workdir").exists()
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_idle_ranks_do_not_spin(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """One long task keeps the job alive while three ranks have nothing to do: a rank blocked
+    in MPI_Recv would burn a whole core; polling with a backoff costs next to nothing."""
+    release = tmp_path / "release"
+    tasks = write_list(tmp_path / "tasks.txt", [f"while [ ! -e {release} ]; do sleep 0.05; done"])
+    job = start_mpi(4, tasks, "-n", "1", env=clean_home)
+    try:
+        wait_for(lambda: len(rank_pids(tasks)) == 4, what="4 ranks")
+        time.sleep(1.0)  # past start-up
+        pids = rank_pids(tasks)
+        before = {rank: cpu_ticks(pid) for rank, pid in pids.items()}
+        time.sleep(3.0)
+        used = {rank: (cpu_ticks(pid) - before[rank]) / os.sysconf("SC_CLK_TCK") for rank, pid in pids.items()}
+    finally:
+        release.touch()
+    _, err = job.communicate(timeout=HANG)
+    assert job.returncode == 0, err
+    # A generous ceiling (a spinning rank uses about 3 s of CPU in 3 s); measured: about 0.05 s.
+    assert all(seconds < 0.6 for seconds in used.values()), used
