@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,37 @@ __all__ = ["Journal"]
 logger = logging.getLogger(__name__)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class FaultInjection:
+    """Kills this process at a chosen journal append, for crash-consistency tests.
+
+    Set ``MPIFARMER_FAULT=N:WHERE``: at the N-th append (counted from 1) of this process, with
+    WHERE ``before`` (nothing written), ``torn`` (half the bytes written) or ``after`` (all
+    written), the process sends itself SIGKILL. Not for production use.
+    """
+
+    def __init__(self, spec: str) -> None:
+        count, _, self.where = spec.partition(":")
+        self.at = int(count)
+        if self.where not in ("before", "torn", "after"):
+            raise ValueError(f"MPIFARMER_FAULT={spec!r}: expected N:before, N:torn or N:after")
+        self.appends = 0
+
+    def before_write(self, fd: int, payload: bytes) -> None:
+        self.appends += 1
+        if self.appends == self.at and self.where == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.appends == self.at and self.where == "torn":
+            os.write(fd, payload[: max(1, len(payload) // 2)])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def after_write(self) -> None:
+        if self.appends == self.at and self.where == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULT = FaultInjection(os.environ["MPIFARMER_FAULT"]) if os.environ.get("MPIFARMER_FAULT") else None
 
 
 class Journal:
@@ -67,12 +99,16 @@ class Journal:
             payload = b"\n" + payload
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            if _FAULT is not None:
+                _FAULT.before_write(fd, payload)
             written = os.write(fd, payload)
             if written != len(payload):
                 # A short write (disk full) leaves a partial line, which readers skip.
                 raise OSError(28, f"short write to {self.path} ({written} of {len(payload)} bytes)")
             if self.fsync:
                 os.fsync(fd)
+            if _FAULT is not None:
+                _FAULT.after_write()
         finally:
             os.close(fd)
         self.offset += self._torn + len(payload)
