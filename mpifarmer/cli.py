@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from mpifarmer import __version__, config, environment
+from mpifarmer.coordinator import EXIT_STOPPED
 from mpifarmer.errors import FarmerError, UsageError
 from mpifarmer.farmer import FarmerOptions, run_coordinator, run_worker
+from mpifarmer.requeue import requeue
 from mpifarmer.runners import Runner
 from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
 from mpifarmer.store.store import Identity, Store
@@ -105,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rank-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                         help="in MPI mode, after how long without a word a rank is taken for lost and the job "
                         "is ended (default: 30)")
+    parser.add_argument("--requeue", action="store_true",
+                        help="in a Slurm batch job: when stopped (signal or --timeout) with tasks left, requeue the "
+                        "job with scontrol so that it continues later")
+    parser.add_argument("--max-requeues", type=_positive_int, default=10, metavar="N",
+                        help="with --requeue: do not requeue a job that has been requeued N times (default: 10)")
     parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
     return parser
 
@@ -169,8 +176,15 @@ def run(args: argparse.Namespace) -> int:
         mode = "mpi" if environment.launched_processes() > 1 else "local"
     if mode == "local":
         store, tasks, options = _open(args)
-        return run_coordinator(options, store, tasks, handler, runner)
+        return _finished(args, run_coordinator(options, store, tasks, handler, runner))
     return _run_mpi(args, runner, handler)
+
+
+def _finished(args: argparse.Namespace, code: int) -> int:
+    """What the coordinator does after the farm: requeue the Slurm job if asked and needed."""
+    if args.requeue and code == EXIT_STOPPED:
+        requeue(environment.slurm(), args.max_requeues)
+    return code
 
 
 def _open(args: argparse.Namespace) -> tuple[Store, TaskLines, FarmerOptions]:
@@ -226,7 +240,7 @@ def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int
             raise
         transport.broadcast({"fid": store.fid, "workdir": str(store.workdir.root)})
         remote = transport if transport.size > 1 else None
-        return run_coordinator(options, store, tasks, handler, runner, remote=remote)
+        return _finished(args, run_coordinator(options, store, tasks, handler, runner, remote=remote))
     setup = transport.broadcast()
     if "error" in setup:
         return 2  # rank 0 reports it

@@ -147,8 +147,15 @@ def launched_processes(environ: dict[str, str] | None = None) -> int:
     return max([size for size in sizes if size] or [1])
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on: its affinity mask (which Slurm sets from -c)."""
+def available_cpus(environ: dict[str, str] | None = None) -> int:
+    """CPUs this process may use: what Slurm gave the task (``-c``), else the affinity mask.
+
+    Slurm without CPU binding (task/none) leaves the affinity mask at the whole node, so its
+    ``SLURM_CPUS_PER_TASK`` comes first.
+    """
+    given = slurm(environ).cpus_per_task
+    if given:
+        return given
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
