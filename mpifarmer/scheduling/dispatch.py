@@ -14,6 +14,7 @@ can start soon, so the end of a run stays balanced across farmers.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -112,17 +113,24 @@ class Dispatcher:
         return self._empty_since + self.recheck
 
     def assign(self) -> list[tuple[int, int]]:
-        """(rank, task) pairs to send now, fullest room first, and record them in flight."""
+        """(rank, task) pairs to send now, and record them in flight.
+
+        Each task goes to the rank with the most room at that moment (the lowest rank on a
+        tie), so that a few tasks spread over ranks rather than queue on one.
+        """
         pairs: list[tuple[int, int]] = []
-        if self.draining:
+        if self.draining or not self.queue:
             return pairs
-        while self.queue:
-            rank, state = max(self.ranks.items(), key=lambda item: item[1].room, default=(None, None))
-            if state is None or state.room <= 0:
-                break
-            task = self.queue.popleft()
-            state.in_flight.add(task)
+        rooms = [(-state.room, rank) for rank, state in self.ranks.items() if state.room > 0]
+        heapq.heapify(rooms)
+        queue = self.queue
+        while queue and rooms:
+            negative_room, rank = heapq.heappop(rooms)
+            task = queue.popleft()
+            self.ranks[rank].in_flight.add(task)
             pairs.append((rank, task))
+            if negative_room < -1:
+                heapq.heappush(rooms, (negative_room + 1, rank))
         return pairs
 
     def idle(self) -> bool:

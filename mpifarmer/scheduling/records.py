@@ -68,8 +68,8 @@ def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: in
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
         host: str, rank: int, slot: int) -> Record:
-    record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": round(t0, 4),
-                      "t1": round(t1, 4), "host": host, "rank": rank, "slot": slot}
+    record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": t0, "t1": t1, "host": host,
+                      "rank": rank, "slot": slot}
     if sig is not None:
         record["sig"] = sig
     return record
