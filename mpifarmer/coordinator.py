@@ -261,7 +261,7 @@ class Coordinator:
         try:
             self.store.beat()
             if self.store.views_due():
-                self.store.write_views()
+                self.store.write_views(background=True)
         except OSError as error:
             if self.store_error is None:
                 self._store_failed(error)

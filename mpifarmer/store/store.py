@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from mpifarmer.scheduling.ledger import FarmerInfo, Ledger
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
 from mpifarmer.store.journal import Journal
 from mpifarmer.store.locking import WorkLock
-from mpifarmer.store.views import write_views
+from mpifarmer.store.views import Snapshot, write_views
 from mpifarmer.store.workdir import WorkDir, atomic_write
 from mpifarmer.tasklists.reader import TaskLines
 
@@ -80,6 +81,8 @@ class Store:
         self._last_beat = 0.0
         self._views_at = 0.0
         self._views_cost = 0.0
+        self._views_thread: threading.Thread | None = None
+        self._views_error: OSError | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -264,14 +267,40 @@ class Store:
         self._register(self._identity, out)
 
     def views_due(self) -> bool:
-        """Whether a view rewrite is due: at least 2 s and 20 times its last cost apart."""
+        """Whether a view rewrite is due: at least 2 s and 20 times its last cost apart, and
+        the previous background write is done."""
+        if self._views_thread is not None and self._views_thread.is_alive():
+            return False
         return self.clock() - self._views_at >= max(2.0, 20 * self._views_cost)
 
-    def write_views(self) -> None:
-        start = time.perf_counter()
-        write_views(self.ledger, self.workdir)
-        self._views_cost = time.perf_counter() - start
+    def write_views(self, background: bool = False) -> None:
+        """Rewrite the views from the ledger as it is now; ``background`` writes them from a
+        thread, so that a large list (seconds of writing) does not hold up dispatch."""
+        self._join_views()
+        snapshot = Snapshot.of(self.ledger)
         self._views_at = self.clock()
+        if background:
+            self._views_thread = threading.Thread(target=self._write_snapshot, args=(snapshot,),
+                                                  name="mpifarmer-views", daemon=True)
+            self._views_thread.start()
+        else:
+            self._write_snapshot(snapshot)
+        if self._views_error is not None:
+            error, self._views_error = self._views_error, None
+            raise error
+
+    def _write_snapshot(self, snapshot: Snapshot) -> None:
+        start = time.perf_counter()
+        try:
+            write_views(snapshot, self.workdir)
+        except OSError as error:
+            self._views_error = error  # raised in the main thread, by the next write_views
+        self._views_cost = time.perf_counter() - start
+
+    def _join_views(self) -> None:
+        if self._views_thread is not None:
+            self._views_thread.join()
+            self._views_thread = None
 
     def is_dead_lock_owner(self, host: str, pid: int) -> bool:
         """For the strict lock: is the process that holds a lock claim certainly gone?"""

@@ -10,26 +10,45 @@ rewrites out in proportion to how long they take, which bounds their share of th
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING, Ledger
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
-__all__ = ["write_views", "timeline_events"]
+__all__ = ["Snapshot", "timeline_events", "write_views"]
 
 
-def write_views(ledger: Ledger, workdir: WorkDir) -> None:
-    """Rewrite every view from ``ledger``."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What the views show, copied from the ledger so that they can be written while it changes.
+
+    ``lines`` is the ledger's own list: it only grows, and only the first ``len(status)`` entries
+    are read.
+    """
+
+    lines: list[str]
+    status: bytes
+    runs: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> Snapshot:
+        return cls(ledger.lines, bytes(ledger.status), list(ledger.runs))
+
+
+def write_views(source: Ledger | Snapshot, workdir: WorkDir) -> None:
+    """Rewrite every view from a ledger or a snapshot of one."""
+    snapshot = Snapshot.of(source) if isinstance(source, Ledger) else source
     buckets: dict[int, list[str]] = {PENDING: [], CLAIMED: [], FINISHED: [], FAILED: []}
-    lines = ledger.lines
-    for task, status in enumerate(ledger.status):
+    lines = snapshot.lines
+    for task, status in enumerate(snapshot.status):
         buckets[status].append(f"{task} {lines[task]}\n")
     for status, path in ((PENDING, workdir.toprocess), (CLAIMED, workdir.running),
                          (FINISHED, workdir.finished), (FAILED, workdir.failed)):
         _write_lines(path, buckets[status])
     # json.dumps, not json.dump: only the one-shot encoder is the fast C one.
-    text = json.dumps({"traceEvents": timeline_events(ledger.runs), "displayTimeUnit": "ms"},
+    text = json.dumps({"traceEvents": timeline_events(snapshot.runs), "displayTimeUnit": "ms"},
                       separators=(",", ":"))
     with atomic_write(workdir.timeline) as stream:
         stream.write(text)
