@@ -193,3 +193,28 @@ def test_idle_ranks_do_not_spin(tmp_path: Path, clean_home: dict[str, str]) -> N
     assert job.returncode == 0, err
     # A generous ceiling (a spinning rank uses about 3 s of CPU in 3 s); measured: about 0.05 s.
     assert all(seconds < 0.6 for seconds in used.values()), used
+
+
+def test_a_hung_rank_is_taken_for_lost_and_the_job_ends(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """A rank that stops answering (SIGSTOP: a hung node) is noticed by the farmer's own
+    heartbeat: MPI would not tell. The job ends within the rank timeout; a restart recovers."""
+    out = tmp_path / "out"
+    tasks = write_list(tmp_path / "tasks.txt", [f"sleep 0.3; echo {i} >> {out}" for i in range(30)])
+    job = start_mpi(3, tasks, "-n", "1", "--rank-timeout", "3", env=clean_home)
+    wait_for(lambda: len(rank_pids(tasks)) == 3, what="3 ranks")
+    wait_for(lambda: len(runs_per_task(out)) >= 3, what="some finished tasks")
+    hung = rank_pids(tasks)[2]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        _, err = job.communicate(timeout=60)
+    finally:
+        try:
+            os.kill(hung, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert job.returncode == 3, err
+    assert "rank 2" in err and "lost" in err
+    result = run_farmer(tasks, "-n", "2", env=clean_home)
+    assert result.returncode == 0, result.stderr
+    assert set(runs_per_task(out)) == set(range(30))
+    assert sorted(view(tmp_path / "tasks.txt_workdir", "finished")) == list(range(30))
