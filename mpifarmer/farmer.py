@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from mpifarmer.coordinator import Coordinator, FarmerOptions
 from mpifarmer.pool import Pool
@@ -31,7 +34,10 @@ logger = logging.getLogger(__name__)
 POLL_MAX = 0.01
 
 
-def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path) -> Pool:
+LogPath = Callable[[int], Path]
+
+
+def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath) -> Pool:
     return Pool(options.proc, runner, log_path=log_path, extra_env={
         "MPIFARMER_WORKDIR": workdir_root, "MPIFARMER_FARMER": fid})
 
@@ -76,7 +82,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
 
 
 def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, workdir_root: str, fid: str,
-               log_path, rank_timeout: float) -> int:
+               log_path: LogPath, rank_timeout: float) -> int:
     """A rank other than 0: run what rank 0 sends until it says finish."""
     flags = SignalFlags()
     pool = make_pool(options, runner, workdir_root, fid, log_path)
@@ -99,8 +105,6 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
 
 
 def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None) -> None:
-    import time
-
     timeout = max(0.0, deadline - time.monotonic())
     if remote is not None:
         if busy:

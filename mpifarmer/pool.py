@@ -13,7 +13,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,8 @@ class Outcome:
 class Pool:
     """``slots`` concurrent task processes on this node."""
 
-    def __init__(self, slots: int, runner: Runner, *, log_path, environ: Mapping[str, str] | None = None,
+    def __init__(self, slots: int, runner: Runner, *, log_path: Callable[[int], Path],
+                 environ: Mapping[str, str] | None = None,
                  extra_env: Mapping[str, str] | None = None) -> None:
         self.slots = slots
         self.runner = runner
