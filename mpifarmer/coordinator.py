@@ -9,7 +9,6 @@ reached over a transport: in local mode one worker in this process, in MPI mode 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import time
@@ -276,13 +275,18 @@ class Coordinator:
         self._check_ranks(now)
 
     def _retune(self, now: float) -> None:
-        """Size each rank's prefetch to a tenth of a second of its recent throughput."""
+        """Size each rank's prefetch to a tenth of a second of its recent throughput.
+
+        A rank then starts its next task the moment a slot frees, before any bookkeeping, and
+        holds no more than it starts within a tenth of a second. Remote ranks keep at least one
+        ahead, so that none waits a message round trip; rank 0's worker is in process.
+        """
         elapsed = now - (self._retune_at - 1.0)
         for rank, info in self.ranks.items():
             state = self.dispatcher.ranks.get(rank)
             if state is not None:
                 rate = info.ended / max(elapsed, 1e-3)
-                state.prefetch = max(1 if rank else 0, min(PREFETCH_MAX, math.ceil(rate * PREFETCH_LEAD)))
+                state.prefetch = max(1 if rank else 0, min(PREFETCH_MAX, int(rate * PREFETCH_LEAD)))
             info.ended = 0
         self._retune_at = now + 1.0
 

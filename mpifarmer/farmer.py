@@ -52,6 +52,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
                     kill_grace=options.kill_grace, start_flush=options.start_flush)
     coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags)
     backoff = Backoff(POLL_MAX)
+    flags.watch(pool.fileno())
     flags.install()
     try:
         coordinator.log_start()
@@ -71,6 +72,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
         raise
     finally:
         flags.uninstall()
+        pool.close()
     if remote is not None and not remote.flush(5.0):
         logger.warning("some ranks did not take their last message")
     if coordinator.lost and remote is not None:
@@ -89,6 +91,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
                     kill_grace=options.kill_grace, start_flush=options.start_flush)
     backoff = Backoff(POLL_MAX)
+    flags.watch(pool.fileno())
     flags.install()
     try:
         worker.hello()
@@ -100,6 +103,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         raise
     finally:
         flags.uninstall()
+        pool.close()
     transport.flush(5.0)
     return worker.code if worker.code is not None else 3
 

@@ -48,8 +48,13 @@ class SignalFlags:
     def _on_child(self, signum: int, frame: FrameType | None) -> None:
         pass  # the wakeup fd has done the work
 
+    def watch(self, fd: int) -> None:
+        """Also wake :meth:`wait` when ``fd`` becomes readable (e.g. the spawner's replies)."""
+        self._selector.register(fd, selectors.EVENT_READ)
+
     def wait(self, timeout: float | None) -> None:
-        """Sleep until a signal arrives or ``timeout`` seconds pass; then empty the pipe."""
+        """Sleep until a signal arrives, a watched descriptor is readable, or ``timeout``
+        seconds pass; then empty the signal pipe."""
         if timeout is None or timeout > 0:
             self._selector.select(timeout)
         try:

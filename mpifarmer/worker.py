@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 
 
 class Worker:
-    """One rank's pool, driven by messages (see the module docstring)."""
+    """One rank's pool, driven by messages (see the module docstring).
+
+    The worker hands every task it receives to the pool at once (the pool's spawner queues
+    them); how much a rank holds is bounded by the coordinator's dispatcher."""
 
     def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool = False,
                  beat: float = 1.0, silence_limit: float | None = 30.0, kill_grace: float = 3.0,
@@ -44,9 +47,9 @@ class Worker:
         self.queue: deque[msg.TaskWork] = deque()
         self.code: int | None = None  # set by Finish
         self.draining = False
-        self._killed: set[int] = set()
+        self._killed: set[int] = set()  # task IDs of runs this worker signalled
         self._kill_at: float | None = None
-        self._unreported: dict[int, Run] = {}
+        self._unreported: dict[int, Run] = {}  # runs whose start was not reported, by task ID
         self._stops_seen = 0
         self._heard = self._sent = time.monotonic()
 
@@ -62,8 +65,8 @@ class Worker:
         now = time.monotonic()
         busy = self._receive(now)
         busy |= self._check_signals(now)
+        busy |= self._reap()  # first: a freed slot takes the next queued task at once
         busy |= self._start()
-        busy |= self._reap()
         self._report_starts(now)
         if self._kill_at is not None and now >= self._kill_at:
             self.pool.signal_all(signal.SIGKILL)
@@ -129,32 +132,39 @@ class Worker:
             self._send(msg.Released([work.id for work in self.queue]))
             self.queue.clear()
         self._killed.update(self.pool.running)
+        self.pool.drop()  # the unstarted come back through take_dropped
         self.pool.signal_all(signal.SIGTERM)
         self.pool.signal_all(signal.SIGCONT)
         self._kill_at = time.monotonic() + self.kill_grace
 
     def _start(self) -> bool:
         started = False
-        while self.queue and self.pool.free and not self.draining:
+        while self.queue and not self.draining:
             work = self.queue.popleft()
             run = self.pool.start(Task(work.id, work.line, work.command))
             started = True
-            if run.pid:
-                self._unreported[run.pid] = run
+            if work.id in self.pool.running:
+                self._unreported[work.id] = run
             if self.verbose:
                 logger.info("task %d started in slot %d: %s", work.id, run.slot, work.line)
         return started
 
     def _reap(self) -> bool:
         outcomes = self.pool.reap()
+        dropped = self.pool.take_dropped()
+        if dropped:
+            self._killed.difference_update(dropped)
+            for task in dropped:
+                self._unreported.pop(task, None)
+            self._send(msg.Released(dropped))
         if not outcomes:
-            return False
+            return bool(dropped)
         ends = []
         for outcome in outcomes:
             run = outcome.run
-            self._unreported.pop(run.pid, None)
-            killed = run.pid in self._killed
-            self._killed.discard(run.pid)
+            self._unreported.pop(run.task.id, None)
+            killed = run.task.id in self._killed
+            self._killed.discard(run.task.id)
             ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot, killed))
         self._send(msg.Ended(ends))
         return True
@@ -165,9 +175,9 @@ class Worker:
         if not self._unreported:
             return
         wall = time.time()
-        due = [run for run in self._unreported.values() if wall - run.t0 >= self.start_flush]
+        due = [run for run in self._unreported.values() if run.pid and wall - run.t0 >= self.start_flush]
         if due:
             for run in due:
                 run.pid_start = pid_start(run.pid)
-                del self._unreported[run.pid]
+                del self._unreported[run.task.id]
             self._send(msg.Started([msg.TaskStart(r.task.id, r.pid, r.pid_start, r.slot, r.t0) for r in due]))

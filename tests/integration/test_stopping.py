@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from farmhelpers import HANG, journal, run_farmer, runs_per_task, start_farmer, view, write_list
+from farmhelpers import HANG, farmer_cmd, journal, run_farmer, runs_per_task, start_farmer, view, write_list
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
@@ -125,15 +125,30 @@ def test_kill_9_then_restart_loses_nothing_and_reruns_nothing_finished(
     assert sorted(view(workdir, "finished")) == list(range(12))
 
 
-def test_orphans_of_a_killed_farmer_are_killed_before_their_tasks_rerun(
-        tmp_path: Path, clean_home: dict[str, str]) -> None:
+def test_tasks_die_with_a_farmer_killed_by_sigkill(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """The pool's spawner notices its farmer is gone and kills the tasks at once."""
     marker = f"orphan-{tmp_path.name}"
     tasks = write_list(tmp_path / "tasks.txt", [f"sleep 60 && : {marker}"] * 2)
     farmer = start_farmer(tasks, "-n", "2", env=clean_home)
     wait_for(lambda: len(task_processes(marker)) == 2, what="two running tasks")
     farmer.kill()
     farmer.communicate(timeout=HANG)
-    assert len(task_processes(marker)) == 2  # SIGKILL of the farmer leaves its tasks running
+    wait_for(lambda: task_processes(marker) == [], timeout=10, what="the tasks to die with their farmer")
+
+
+def test_orphans_of_a_killed_farmer_are_killed_before_their_tasks_rerun(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """If the farmer and its spawner are killed together (kill -9 of the process group), the
+    tasks survive in their own process groups; the next farmer kills them before rerunning."""
+    marker = f"orphan-{tmp_path.name}"
+    tasks = write_list(tmp_path / "tasks.txt", [f"sleep 60 && : {marker}"] * 2)
+    farmer = subprocess.Popen(farmer_cmd(tasks, "-n", "2"), env=clean_home, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: len(task_processes(marker)) == 2, what="two running tasks")
+    os.killpg(farmer.pid, signal.SIGKILL)
+    farmer.communicate(timeout=HANG)
+    time.sleep(0.3)
+    assert len(task_processes(marker)) == 2  # the tasks outlived farmer and spawner
     rerun = start_farmer(tasks, "-n", "2", env=clean_home)
     wait_for(lambda: any(r["e"] == "dead" for r in journal(tmp_path / "tasks.txt_workdir")), what="a dead record")
     time.sleep(0.5)
