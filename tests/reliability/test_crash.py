@@ -1,0 +1,112 @@
+"""Crash consistency: farmers SIGKILLed at random moments lose no task and run no finished task again.
+
+The reduced run here makes about 30 kills per mode; ``MPIFARMER_CRASH_KILLS=200`` (and optionally
+``MPIFARMER_CRASH_SEED``) runs the full one. The harness and what it checks are in ``crash.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from crash import MODES, Figures, Round, mpiexec, run_mode
+
+KILLS = int(os.environ.get("MPIFARMER_CRASH_KILLS", "30"))
+SEED = int(os.environ.get("MPIFARMER_CRASH_SEED", "20261124"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_killed_farmers_lose_nothing_and_rerun_nothing_finished(
+        tmp_path: Path, clean_home: dict[str, str], report, mode: str) -> None:
+    if mode == "mpi" and mpiexec() is None:
+        pytest.skip("no mpiexec: pip install mpich")
+    figures = run_mode(mode, KILLS, SEED, tmp_path, clean_home)
+    report(f"crash (seed {SEED}) {figures.summary()}")
+    assert figures.problems == [], "\n".join(figures.problems[:20])
+    assert figures.kills >= KILLS
+    assert figures.losses == figures.unexplained == figures.overlaps == figures.finished_reruns == 0
+    assert figures.runs >= figures.tasks
+
+
+# -- the checker itself: it must catch what it is meant to catch ---------------------------------------
+
+
+def fabricated_round(tmp_path: Path, runs: list[tuple[int, str, str, float, float | None]],
+                     finished: list[tuple[int, str, float, float]], journal_extra: bytes = b"") -> Round:
+    """A round whose files say what the arguments say: runs (task, nonce, farmer, start, end) and finished
+    records (task, farmer, t0, t1); two farmers registered, f0 (killed) and f1 (clean)."""
+    round_ = Round(tmp_path, "local", 0, random.Random(0), 0, Figures("local"), {}, print)
+    round_.killed_fids = {"f0"}
+    records = [{"e": "add", "first": 0, "lines": round_.lines},
+               {"e": "hello", "f": "f0", "pid": 1, "t": 1.0}, {"e": "hello", "f": "f1", "pid": 2, "t": 2.0}]
+    records += [{"e": "end", "f": f, "id": task, "st": "finished", "rc": 0, "t0": t0, "t1": t1}
+                for task, f, t0, t1 in finished]
+    (round_.workdir).mkdir()
+    (round_.workdir / "journal.jsonl").write_bytes(
+        b"".join(json.dumps(r).encode() + b"\n" for r in records) + journal_extra)
+    round_.out.write_text("".join(
+        f"{task} {nonce} start {start} {farmer}\n" + (f"{task} {nonce} end {end} {farmer}\n" if end else "")
+        for task, nonce, farmer, start, end in runs))
+    return round_
+
+
+def all_tasks_once(count: int = 60) -> tuple[list, list]:
+    runs = [(task, f"n{task}", "f1", 10.0 + task, 10.5 + task) for task in range(count)]
+    finished = [(task, "f1", 9.99 + task, 10.6 + task) for task in range(count)]
+    return runs, finished
+
+
+def test_checker_passes_a_consistent_round(tmp_path: Path) -> None:
+    round_ = fabricated_round(tmp_path, *all_tasks_once())
+    round_.check(after_kill=True)
+    round_.verify_runs()
+    assert round_.figures.problems == []
+
+
+def test_checker_allows_a_rerun_of_a_task_whose_farmer_was_killed(tmp_path: Path) -> None:
+    runs, finished = all_tasks_once()
+    runs.insert(0, (5, "killed-run", "f0", 1.0, None))
+    round_ = fabricated_round(tmp_path, runs, finished)
+    round_.check(after_kill=True)
+    round_.verify_runs()
+    assert round_.figures.problems == [] and round_.figures.duplicates == 1
+
+
+def test_checker_catches_a_duplicate_without_a_kill(tmp_path: Path) -> None:
+    runs, finished = all_tasks_once()
+    runs.insert(0, (5, "lost-end", "f1", 1.0, 1.5))
+    round_ = fabricated_round(tmp_path, runs, finished)
+    round_.verify_runs()
+    assert round_.figures.unexplained == 1
+
+
+def test_checker_catches_a_finished_task_that_runs_again(tmp_path: Path) -> None:
+    runs, finished = all_tasks_once()
+    round_ = fabricated_round(tmp_path, runs, finished)
+    round_.check(after_kill=True)
+    with round_.out.open("a") as stream:
+        stream.write("7 again start 100.0 f1\n")
+    round_.check(after_kill=True)
+    assert round_.figures.finished_reruns == 1
+
+
+def test_checker_catches_overlapping_runs(tmp_path: Path) -> None:
+    runs, finished = all_tasks_once()
+    runs.insert(0, (3, "early", "f0", 12.0, 13.5))  # still running when the recorded run started at 13.0
+    round_ = fabricated_round(tmp_path, runs, finished)
+    with round_.out.open("a") as stream:
+        stream.write("4 n4 overlap 14.0 f1\n")
+    round_.check(after_kill=True)
+    assert round_.figures.overlaps == 2
+
+
+def test_checker_catches_a_lost_task_and_a_damaged_journal(tmp_path: Path) -> None:
+    runs, finished = all_tasks_once()
+    round_ = fabricated_round(tmp_path, runs, finished[1:], journal_extra=b'{"e":"end","f"\n')
+    round_.check(after_kill=True)
+    round_.verify_runs()
+    assert round_.figures.losses == 1
+    assert any("damaged journal lines" in problem for problem in round_.figures.problems)
