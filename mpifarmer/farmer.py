@@ -17,7 +17,7 @@ from pathlib import Path
 from mpifarmer.coordinator import Coordinator, FarmerOptions
 from mpifarmer.pool import Pool
 from mpifarmer.runners import Runner
-from mpifarmer.signals import SignalFlags
+from mpifarmer.signals import SignalFlags, process_flags
 from mpifarmer.store.store import Store
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
@@ -45,7 +45,7 @@ def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: st
 def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, handler: TaskList, runner: Runner,
                     remote: Transport | None = None) -> int:
     """Rank 0 (or the only rank): coordinate, and run tasks on this node too."""
-    flags = SignalFlags()
+    flags = process_flags()
     router = Router(remote)
     pool = make_pool(options, runner, str(store.workdir.root), store.fid, store.workdir.log)
     worker = Worker(router.worker(), pool, flags, verbose=options.verbose, silence_limit=None,
@@ -53,7 +53,6 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
     coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
-    flags.install()
     try:
         coordinator.log_start()
         worker.hello()
@@ -71,7 +70,6 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
         pool.signal_all(signal.SIGKILL)  # never leave tasks running behind a crash
         raise
     finally:
-        flags.uninstall()
         pool.close()
     if remote is not None and not remote.flush(5.0):
         logger.warning("some ranks did not take their last message")
@@ -86,13 +84,12 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
 def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, workdir_root: str, fid: str,
                log_path: LogPath, rank_timeout: float) -> int:
     """A rank other than 0: run what rank 0 sends until it says finish."""
-    flags = SignalFlags()
+    flags = process_flags()
     pool = make_pool(options, runner, workdir_root, fid, log_path)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
                     kill_grace=options.kill_grace, start_flush=options.start_flush)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
-    flags.install()
     try:
         worker.hello()
         while not worker.done:
@@ -102,7 +99,6 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         pool.signal_all(signal.SIGKILL)
         raise
     finally:
-        flags.uninstall()
         pool.close()
     transport.flush(5.0)
     return worker.code if worker.code is not None else 3

@@ -11,7 +11,7 @@ import selectors
 import signal
 from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "SignalFlags"]
+__all__ = ["STOP_SIGNALS", "SignalFlags", "ignore_stop_signals", "process_flags"]
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
@@ -69,3 +69,22 @@ class SignalFlags:
             os.write(self._write, b"\0")
         except BlockingIOError:
             pass
+
+
+_PROCESS_FLAGS: SignalFlags | None = None
+
+
+def process_flags() -> SignalFlags:
+    """This process's flags, installed on first use and kept until the process exits: a stop
+    signal at any moment, from start-up to the last log line, is recorded, never fatal."""
+    global _PROCESS_FLAGS
+    if _PROCESS_FLAGS is None:
+        _PROCESS_FLAGS = SignalFlags()
+        _PROCESS_FLAGS.install()
+    return _PROCESS_FLAGS
+
+
+def ignore_stop_signals() -> None:
+    """Ignore stop signals from now on (the work is done and recorded)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

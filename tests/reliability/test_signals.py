@@ -138,14 +138,12 @@ def test_stop_signal_right_after_start_before_any_task_ran(
 
 
 def early_exit_is_expected(signum: int, code: int, err: str) -> bool:
-    """What a farmer signalled during start-up does today: 3 (or 0) once its handlers are in place; before
-    that the signal's default action, or for SIGINT during the imports a KeyboardInterrupt traceback and
-    exit 1 (see the xfail tests below for why that is a bug)."""
+    """What a farmer signalled during start-up must do: exit 3 (or 0 when nothing was left), without a
+    traceback. (mpifarmer catches stop signals from the first line of ``python -m mpifarmer`` on; only a
+    signal while the Python interpreter itself starts, before any mpifarmer code, can still kill it.)"""
     if code in (0, 3) and "Traceback" not in err:
         return True
-    if code == -signum:
-        return True
-    return signum == signal.SIGINT and code == 1 and err.rstrip().endswith("KeyboardInterrupt")
+    return code == -signum
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6, 1.0])
@@ -168,11 +166,6 @@ def test_stop_signal_at_any_moment_of_start_up_leaves_a_work_directory_the_next_
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: no stop-signal handler exists until run_coordinator (farmer.py) installs one, after mpifarmer's "
-    "imports (~0.1 s) and cli._open: a signal 0.05 s after the start kills the farmer (SIGTERM: -15, "
-    "SIGUSR1: -10) or, for SIGINT, prints a KeyboardInterrupt traceback and exits 1, the code that means "
-    "'the list is done and some task failed'; expected 3"))
 def test_stop_signal_while_mpifarmer_is_imported_exits_3(
         tmp_path: Path, clean_home: dict[str, str], signum: int) -> None:
     tasks = write_list(tmp_path / "tasks.txt", ["sleep 1"] * 4)
@@ -188,14 +181,9 @@ BIG_LIST = 400_000
 
 
 @pytest.mark.parametrize("signum", [
-    pytest.param(signal.SIGUSR1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: mpifarmer installs its signal handlers only in run_coordinator (farmer.py), after cli._open has "
-        "read the list, replayed the journal, registered the farmer and written the views; a stop signal in "
-        "that window kills the farmer with the default action (exit -10, 138 in a shell) instead of 3"))),
-    pytest.param(signal.SIGTERM, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: as for SIGUSR1: SIGTERM while the work directory is being opened kills the farmer (exit -15, "
-        "143 in a shell) instead of draining it with exit code 3"))),
-    signal.SIGINT,  # Python turns it into KeyboardInterrupt, which cli.main maps to 3
+    signal.SIGUSR1,
+    signal.SIGTERM,
+    signal.SIGINT,
 ], ids=SIGNAL_IDS)
 def test_stop_signal_while_the_work_directory_is_opened_exits_3(
         tmp_path: Path, clean_home: dict[str, str], signum: int) -> None:
@@ -231,11 +219,6 @@ def test_stop_signal_while_the_last_tasks_finish(tmp_path: Path, clean_home: dic
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: run_coordinator (farmer.py) uninstalls the stop-signal handlers in its finally clause, before it "
-    "logs the stop line and returns: a stop signal from then until the process exits gets the default "
-    "action (SIGTERM: exit -15, SIGUSR1: -10, SIGINT: -2 or a KeyboardInterrupt mapped to 3) although "
-    "the farm has ended and everything is recorded; expected 0"))
 def test_stop_signal_after_the_stop_line_keeps_exit_code_0(
         tmp_path: Path, clean_home: dict[str, str], signum: int) -> None:
     out = tmp_path / "out"
