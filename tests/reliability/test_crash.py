@@ -9,10 +9,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from crash import MODES, Figures, Round, mpiexec, run_mode
+from crash import MODES, Figures, Round, mpiexec, processes_with, run_mode
+from farmhelpers import HANG, run_farmer
 
 KILLS = int(os.environ.get("MPIFARMER_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("MPIFARMER_CRASH_SEED", "20261124"))
@@ -110,3 +116,50 @@ def test_checker_catches_a_lost_task_and_a_damaged_journal(tmp_path: Path) -> No
     round_.verify_runs()
     assert round_.figures.losses == 1
     assert any("damaged journal lines" in problem for problem in round_.figures.problems)
+
+
+# -- what a restart kills ----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the pool's spawner (mpifarmer/pool.py, Pool.__init__) is started with MPIFARMER_FARMER=<fid> in its "
+    "environment and stays in the farmer's process group, so when a dead farmer's spawner has not exited yet, "
+    "Store._kill_orphans (store/store.py) -> environment.process_groups_with finds it and SIGKILLs the dead "
+    "farmer's own process group: its job script and everything else in it, not only its tasks"))
+def test_a_restart_kills_the_dead_farmers_tasks_and_nothing_else(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    marker = f"spawnerpg-{tmp_path.name}"
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"sleep 60; : {marker}\n" * 4)
+    # Farmer A runs in a process group of its own with a bystander in it, as a job script would be.
+    shell = (f"(exec -a bystander-{marker} sleep 300) & "
+             f"exec {shlex.quote(sys.executable)} -m mpifarmer tasks.txt -n 2")
+    farmer = subprocess.Popen(["bash", "-c", shell], cwd=tmp_path, env=clean_home, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + HANG
+        while len(processes_with(marker)) < 3:  # the bystander and two tasks
+            assert time.monotonic() < deadline, "farmer A did not start its tasks"
+            time.sleep(0.05)
+        bystander = processes_with(f"bystander-{marker}")
+        spawners = [pid for pid in processes_with("_spawnd") if _pgid(pid) == farmer.pid]
+        assert len(bystander) == 1 and len(spawners) == 1
+        # A spawner that has not exited yet when the next farmer looks (as when a task hangs in I/O).
+        os.kill(spawners[0], signal.SIGSTOP)
+        farmer.kill()
+        farmer.wait()
+        restart = run_farmer(tasks, "-n", "2", "--timeout", "1", cwd=tmp_path, env=clean_home)
+        assert "is dead" in restart.stderr, restart.stderr
+        assert processes_with(f"bystander-{marker}") == bystander, "the restart killed farmer A's process group"
+    finally:
+        for pid in processes_with(marker) + [p for p in processes_with("_spawnd") if _pgid(p) == farmer.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
