@@ -187,7 +187,7 @@ def _finished(args: argparse.Namespace, code: int) -> int:
     return code
 
 
-def _open(args: argparse.Namespace) -> tuple[Store, TaskLines, FarmerOptions]:
+def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
     """Read the task list and open the work directory: everything that can fail on bad input."""
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
@@ -203,7 +203,7 @@ def _open(args: argparse.Namespace) -> tuple[Store, TaskLines, FarmerOptions]:
         store = Store(workdir, WorkLock(lock_path, args.lock_mode), lease=args.lease_timeout)
         if args.lock_mode == "strict":
             store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner)
-        store.open(tasks, Identity.of_this_process(), task_list=str(task_list), retry_failed=args.retry_failed)
+        store.open(tasks, Identity.of_this_process(ranks), task_list=str(task_list), retry_failed=args.retry_failed)
     except FarmerError:
         if created and not workdir.journal.exists():
             shutil.rmtree(workdir.root, ignore_errors=True)
@@ -234,7 +234,7 @@ def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int
     _Context.rank = transport.rank
     if transport.rank == 0:
         try:
-            store, tasks, options = _open(args)
+            store, tasks, options = _open(args, transport.size)
         except FarmerError as error:
             transport.broadcast({"error": str(error)})
             raise

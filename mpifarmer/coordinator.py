@@ -34,10 +34,20 @@ logger = logging.getLogger(__name__)
 
 EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 
-#: A task killed by a signal just before its farmer is asked to stop was most likely signalled
-#: by the same hand (Slurm signals a step's processes together): wait this long before calling
-#: it failed.
+#: A task killed by a stop signal just before its farmer is asked to stop was most likely
+#: signalled by the same hand (Slurm signals a step's processes together): wait this long
+#: before calling it failed.
 SIGNAL_DEATH_HOLD = 1.0
+_STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT,
+                                                             signal.SIGHUP, signal.SIGKILL))
+
+
+def _stop_signalled(returncode: int) -> bool:
+    """Whether a task's end looks like a stop signal's doing: death by one, or bash's exit status
+    128+N when the signal killed the program bash ran before bash itself."""
+    return -returncode in _STOP_SIGNAL_NUMBERS or returncode - 128 in _STOP_SIGNAL_NUMBERS
+
+
 #: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
 PREFETCH_LEAD = 0.1
 PREFETCH_MAX = 4096
@@ -136,7 +146,8 @@ class Coordinator:
         if self.stop_reason is not None:
             return
         self.stop_reason = reason
-        logger.warning("stopping: %s; %d running tasks will be interrupted", reason, self.dispatcher.in_flight)
+        logger.warning("stopping: %s; the %d tasks given to workers will be interrupted or returned", reason,
+                       self.dispatcher.in_flight)
         released = self.dispatcher.drain()
         if released:
             self.outbox.append(rec.release(self.store.fid, released))
@@ -176,7 +187,7 @@ class Coordinator:
         self.dispatcher.add_rank(rank, hello.slots, prefetch=1 if rank else 0)
 
     def _on_end(self, rank: int, end: msg.TaskEnd, now: float) -> None:
-        if end.returncode < 0 and not end.killed and self.stop_reason is None:
+        if _stop_signalled(end.returncode) and not end.killed and self.stop_reason is None:
             self._held.append(_Held(rank, end, now + SIGNAL_DEATH_HOLD))
         else:
             self._record_end(rank, end)

@@ -45,8 +45,8 @@ def write_tasks(path: Path, count: int, seconds: float = TASK_SECONDS, *, record
     interruption falls in the instant between the append and the exit). Each task is one process
     (bash execs the single command), so a signal Slurm sends to every process of the step kills it
     outright. A task shaped `sleep 1 && echo ...` can instead exit with 128+N when the signal reaches
-    its child first, which the farmer records as failed: that bug is pinned by the xfail test
-    test_task_exit_128_plus_stop_signal_just_before_the_stop_is_interrupted, and kept out of the others.
+    its child first (bash then exits 128+N; see
+    test_task_exit_128_plus_stop_signal_just_before_the_stop_is_interrupted), kept out of the others.
     """
     out = path.parent / "out.txt"
     code = f'import os, time; time.sleep({seconds}); open("{out}", "a").write(os.path.expandvars("{record}") + "\\n")'
@@ -174,8 +174,6 @@ def test_srun_four_ranks_each_task_once(slurm_cluster: SlurmCluster, tmp_path: P
     assert len(hellos(workdir)) == 1  # one farmer, four ranks
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli._open calls Identity.of_this_process() without the world size, so "
-                   "an MPI farmer's hello record says ranks=1 whatever the number of ranks")
 def test_srun_hello_records_the_world_size(slurm_cluster: SlurmCluster, tmp_path: Path):
     tasks = write_tasks(tmp_path / "tasks.txt", 2, 0.1)
     slurm_cluster.run(["srun", JOB_TIME, "-n", "2", sys.executable, "-m", "mpifarmer", str(tasks), "-n", "1"],
@@ -195,10 +193,6 @@ def test_srun_wrong_mpi_plugin_is_refused(slurm_cluster: SlurmCluster, tmp_path:
     assert not (tmp_path / "out.txt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a stop signal that Slurm sends to every process of the step can reach a "
-                   "task's child first; bash then exits with 128+N (138 for SIGUSR1, 143 for SIGTERM) rather than "
-                   "dying of the signal, and the coordinator's one-second hold (SIGNAL_DEATH_HOLD) covers only deaths "
-                   "by signal, so the task is recorded failed and is not run again after a requeue or restart")
 @pytest.mark.parametrize("signame", ["USR1", "TERM"])
 def test_task_exit_128_plus_stop_signal_just_before_the_stop_is_interrupted(slurm_cluster, tmp_path: Path,
                                                                             signame: str):
