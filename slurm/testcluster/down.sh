@@ -18,56 +18,9 @@ fi
 exec 9>"$CI_DIR/.lock"
 flock -w 120 9 || log "could not lock $CI_DIR/.lock within 120 s; going on anyway"
 
-# running PID COMM: true if PID is a live (not zombie) process named COMM.
-running() {
-    local pid=$1 comm=$2 stat
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-}
-
-# pid_alive PIDFILE COMM: print the pid in PIDFILE if that process is running
-# and its /proc/PID/comm is COMM.
-pid_alive() {
-    local pidfile=$1 comm=$2 pid
-    [[ -r $pidfile ]] || return 1
-    pid=$(tr -dc '0-9' <"$pidfile")
-    [[ -n $pid ]] && running "$pid" "$comm" || return 1
-    echo "$pid"
-}
-
-# stop_all PIDFILE COMM [PIDFILE COMM ...]: SIGTERM each matching process, wait
-# up to 10 s for all of them together, SIGKILL survivors, remove the pid files.
-stop_all() {
-    local -a pids=() comms=() files=()
-    local pid i j alive
-    while (($# >= 2)); do
-        if pid=$(pid_alive "$1" "$2"); then
-            log "stopping $2 (pid $pid)"
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid") comms+=("$2")
-        fi
-        files+=("$1")
-        shift 2
-    done
-    for ((i = 0; i < 100; i++)); do
-        alive=0
-        for j in "${!pids[@]}"; do
-            running "${pids[j]}" "${comms[j]}" && alive=1
-        done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for j in "${!pids[@]}"; do
-        if running "${pids[j]}" "${comms[j]}"; then
-            log "${comms[j]} (pid ${pids[j]}) ignored SIGTERM for 10 s, sending SIGKILL"
-            kill -KILL "${pids[j]}" 2>/dev/null || true
-        fi
-    done
-    ((${#files[@]})) && rm -f "${files[@]}"
-    return 0
-}
+# running, pid_alive, stop_all
+# shellcheck source=daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 ctld_up=0
 pid_alive "$CI_DIR/run/slurmctld.pid" slurmctld >/dev/null && ctld_up=1
