@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: Generous ceiling for one farmer run: a guard against hangs, not a performance assertion.
@@ -59,3 +61,49 @@ def runs_per_task(out: Path) -> dict[int, int]:
         for line in out.read_text().split():
             counts[int(line)] = counts.get(int(line), 0) + 1
     return counts
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail (not hang) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def task_processes(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``marker``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                if marker.encode() in stream.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def rank_pids(task_list: Path) -> dict[int, int]:
+    """PID of each MPI rank's farmer process: its command line names the task list, and the
+    launcher's PMI_RANK says which rank it is (mpiexec itself is left out)."""
+    pids = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if b"mpifarmer" not in cmdline or os.fsencode(task_list) not in cmdline:
+                continue
+            if os.path.basename(cmdline[0]).startswith((b"mpiexec", b"hydra")):
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"PMI_RANK="):
+                pids[int(item[9:])] = int(entry)
+    return pids

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from farmhelpers import HANG, farmer_cmd, journal, run_farmer, runs_per_task, view, write_list
+from farmhelpers import HANG, farmer_cmd, journal, rank_pids, run_farmer, runs_per_task, view, wait_for, write_list
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install mpich")
@@ -28,35 +28,6 @@ def run_mpi(ranks: int, *args, env: dict[str, str], timeout: float = HANG) -> su
 def start_mpi(ranks: int, *args, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(mpi_cmd(ranks, *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-
-
-def rank_pids(task_list: Path) -> dict[int, int]:
-    """PID of each rank's farmer process, found by its command line and PMI_RANK."""
-    pids = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            if b"mpifarmer" not in cmdline or os.fsencode(task_list) not in cmdline or b"-n" == cmdline[0]:
-                continue
-            if os.path.basename(cmdline[0]).startswith(b"mpiexec"):
-                continue
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(b"PMI_RANK="):
-                pids[int(item[9:])] = int(entry)
-    return pids
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def ends_by_rank(workdir: Path) -> dict[int, int]:

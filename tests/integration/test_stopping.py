@@ -9,35 +9,23 @@ import time
 from pathlib import Path
 
 import pytest
-from farmhelpers import HANG, farmer_cmd, journal, run_farmer, runs_per_task, start_farmer, view, write_list
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from farmhelpers import (
+    HANG,
+    farmer_cmd,
+    journal,
+    run_farmer,
+    runs_per_task,
+    start_farmer,
+    task_processes,
+    view,
+    wait_for,
+    write_list,
+)
 
 
 def sleeper_list(tmp_path: Path, count: int, seconds: float, out: Path) -> Path:
     """Tasks that take ``seconds`` and then append their ID to ``out`` (one line per completed run)."""
     return write_list(tmp_path / "tasks.txt", [f"sleep {seconds}; echo {i} >> {out}" for i in range(count)])
-
-
-def task_processes(marker: str) -> list[int]:
-    """PIDs of live processes whose command line contains ``marker``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                if marker.encode() in stream.read():
-                    pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
 
 
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
