@@ -287,8 +287,8 @@ def test_a_line_edited_while_the_farm_runs_adds_no_task(tmp_path: Path, clean_ho
     "BUG: TaskListWatcher.poll (mpifarmer/watch.py) reads appended lines from its old byte offset without "
     "checking that the bytes before it are unchanged: a comment deleted (comments may change freely, says the "
     "README) while lines are appended shifts the file, so the farm runs a fragment of an appended line as a "
-    "task (e.g. 'l0/out', the end of its path), never runs the first appended task, records wrong lines under the new IDs, and "
-    "the next start refuses the list with exit 2"))
+    "task (e.g. 'l0/out', the end of its path), never runs the first appended task, records wrong lines "
+    "under the new IDs, and the next start refuses the list with exit 2"))
 def test_a_comment_removed_while_lines_are_appended(tmp_path: Path, clean_home: dict[str, str]) -> None:
     out = tmp_path / "out"
     count = 40
