@@ -16,19 +16,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from crash import mpiexec, processes_with
-from farmhelpers import HANG, farmer_cmd, journal, run_farmer, runs_per_task, view, write_list
+from crash import mpiexec
+from farmhelpers import (
+    HANG,
+    farmer_cmd,
+    journal,
+    rank_pids,
+    run_farmer,
+    runs_per_task,
+    task_processes,
+    view,
+    wait_for,
+    write_list,
+)
 
 SIGNALS = [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT]
 SIGNAL_IDS = [s.name for s in SIGNALS]
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def marked_list(tmp_path: Path, count: int, out: Path, marker: str, *, seconds: float = 0.2,
@@ -61,7 +64,7 @@ def assert_stopped_cleanly(farmer: subprocess.Popen[str], marker: str, workdir: 
     _, err = farmer.communicate(timeout=HANG)
     assert farmer.returncode == 3, (farmer.returncode, err)
     assert "Traceback" not in err, err
-    wait_for(lambda: processes_with(marker) == [], "the stopped farmer's task processes to be gone", timeout=5)
+    wait_for(lambda: task_processes(marker) == [], what="the stopped farmer's task processes to be gone", timeout=5)
     assert view(workdir, "failed") == {}
     assert not any(r["e"] == "end" and r["st"] == "failed" for r in journal(workdir))
     return err
@@ -89,7 +92,7 @@ def test_stop_signal_under_load(tmp_path: Path, clean_home: dict[str, str], sign
     tasks = marked_list(tmp_path, 60, out, marker, seconds=0.15)
     workdir = tmp_path / "tasks.txt_workdir"
     farmer = start(tasks, "-n", "4", env=clean_home, cwd=tmp_path)
-    wait_for(lambda: len(runs_per_task(out)) >= 8 and len(processes_with(marker)) >= 4, "a loaded farmer")
+    wait_for(lambda: len(runs_per_task(out)) >= 8 and len(task_processes(marker)) >= 4, what="a loaded farmer")
     farmer.send_signal(signum)
     err = assert_stopped_cleanly(farmer, marker, workdir)
     assert signal.Signals(signum).name in err
@@ -105,7 +108,7 @@ def test_stop_signal_twice_kills_tasks_that_ignore_the_first(
     tasks = marked_list(tmp_path, 6, out, marker, release=release, ignore_term=True)
     workdir = tmp_path / "tasks.txt_workdir"
     farmer = start(tasks, "-n", "3", env=clean_home, cwd=tmp_path)
-    wait_for(lambda: len(processes_with(marker)) >= 3, "three running tasks")
+    wait_for(lambda: len(task_processes(marker)) >= 3, what="three running tasks")
     farmer.send_signal(signum)
     time.sleep(0.3)  # the tasks ignore the SIGTERM the first signal sent them
     assert farmer.poll() is None
@@ -160,7 +163,7 @@ def test_stop_signal_at_any_moment_of_start_up_leaves_a_work_directory_the_next_
         farmer.send_signal(signum)
         _, err = farmer.communicate(timeout=HANG)
         assert early_exit_is_expected(signum, farmer.returncode, err), (signum, farmer.returncode, err)
-        wait_for(lambda: processes_with(marker) == [], "no task processes", timeout=5)
+        wait_for(lambda: task_processes(marker) == [], what="no task processes", timeout=5)
     assert_rerun_finishes(tasks, out, 12, clean_home, tmp_path)
     assert not [r for r in journal(workdir) if r["e"] == "end" and r["st"] == "failed"]
 
@@ -193,7 +196,7 @@ def test_stop_signal_while_the_work_directory_is_opened_exits_3(
     tasks.write_text("".join(f": {task}\n" for task in range(BIG_LIST)))
     workdir = tmp_path / "tasks.txt_workdir"
     farmer = start(tasks, "-n", "2", env=clean_home, cwd=tmp_path)
-    wait_for(lambda: (workdir / "journal.jsonl").exists(), "the journal", timeout=HANG)
+    wait_for(lambda: (workdir / "journal.jsonl").exists(), what="the journal", timeout=HANG)
     farmer.send_signal(signum)
     _, err = farmer.communicate(timeout=HANG)
     assert "Traceback" not in err, err
@@ -209,8 +212,8 @@ def test_stop_signal_while_the_last_tasks_finish(tmp_path: Path, clean_home: dic
     tasks = marked_list(tmp_path, 10, out, marker, seconds=0.05, release=release, long_from=8)
     workdir = tmp_path / "tasks.txt_workdir"
     farmer = start(tasks, "-n", "4", env=clean_home, cwd=tmp_path)
-    wait_for(lambda: len(runs_per_task(out)) == 8 and len(processes_with(marker)) >= 2,
-             "only the two last tasks running")
+    wait_for(lambda: len(runs_per_task(out)) == 8 and len(task_processes(marker)) >= 2,
+             what="only the two last tasks running")
     farmer.send_signal(signum)
     assert_stopped_cleanly(farmer, marker, workdir)
     assert sorted(view(workdir, "toprocess")) == [8, 9]
@@ -242,27 +245,6 @@ def test_stop_signal_after_the_stop_line_keeps_exit_code_0(
 # -- MPI: one rank only ------------------------------------------------------------------------------
 
 
-def rank_pids(tasks: Path) -> dict[int, int]:
-    """PID of each rank's farmer process (its command line names the task list; PMI_RANK says which)."""
-    pids = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            if b"mpifarmer" not in cmdline or os.fsencode(tasks) not in cmdline:
-                continue
-            if os.path.basename(cmdline[0]).startswith((b"mpiexec", b"hydra")):
-                continue
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(b"PMI_RANK="):
-                pids[int(item[9:])] = int(entry)
-    return pids
-
-
 @pytest.mark.skipif(mpiexec() is None, reason="no mpiexec: pip install mpich")
 @pytest.mark.parametrize("rank", [0, 1])
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
@@ -276,8 +258,8 @@ def test_stop_signal_on_one_mpi_rank_drains_the_job(
     job = subprocess.Popen([launcher, "-n", "3", *farmer_cmd(tasks, "-n", "2")], cwd=tmp_path, env=clean_home,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        wait_for(lambda: len(rank_pids(tasks)) == 3, "3 ranks")
-        wait_for(lambda: len(processes_with(marker)) >= 6, "every rank running tasks")
+        wait_for(lambda: len(rank_pids(tasks)) == 3, what="3 ranks")
+        wait_for(lambda: len(task_processes(marker)) >= 6, what="every rank running tasks")
         os.kill(rank_pids(tasks)[rank], signum)
         _, err = job.communicate(timeout=HANG)
     finally:
@@ -285,7 +267,7 @@ def test_stop_signal_on_one_mpi_rank_drains_the_job(
             os.killpg(job.pid, signal.SIGKILL)
     assert job.returncode == 3, (job.returncode, err)
     assert "Traceback" not in err, err
-    wait_for(lambda: processes_with(marker) == [], "no task processes", timeout=5)
+    wait_for(lambda: task_processes(marker) == [], what="no task processes", timeout=5)
     interrupted = {r["id"] for r in journal(workdir) if r["e"] == "end" and r["st"] == "interrupted"}
     assert len(interrupted) == 6, "the two slots of each of the three ranks were interrupted"
     assert view(workdir, "failed") == {} and sorted(view(workdir, "toprocess")) == list(range(16))
