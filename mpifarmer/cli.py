@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mpifarmer import __version__, config, environment
 from mpifarmer.coordinator import EXIT_STOPPED
-from mpifarmer.errors import FarmerError, UsageError
+from mpifarmer.errors import FarmerError, UsageError, WorkDirError
 from mpifarmer.farmer import FarmerOptions, run_coordinator, run_worker
 from mpifarmer.requeue import requeue
 from mpifarmer.runners import Runner
@@ -203,7 +203,12 @@ def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, F
         store = Store(workdir, WorkLock(lock_path, args.lock_mode), lease=args.lease_timeout)
         if args.lock_mode == "strict":
             store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner)
-        store.open(tasks, Identity.of_this_process(ranks), task_list=str(task_list), retry_failed=args.retry_failed)
+        try:
+            store.open(tasks, Identity.of_this_process(ranks), task_list=str(task_list),
+                       retry_failed=args.retry_failed)
+        except OSError as error:  # disk full, quota, I/O error: nothing was run
+            raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
+                               "or choose another -w/--workdir, then run the same command again") from None
     except FarmerError:
         if created and not workdir.journal.exists():
             shutil.rmtree(workdir.root, ignore_errors=True)

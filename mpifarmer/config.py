@@ -247,10 +247,12 @@ def _files(source: _Source) -> list[Path]:
 def _read(kind: _Kind, path: Path, lenient: bool) -> list[tuple[str, dict[str, Any]]]:
     """Return the (name, values) of each definition in ``path``, class key included.
 
-    In lenient mode a file that cannot be read or parsed gives ``[]``, and sections without the
-    class key are left out; otherwise both raise ConfigError. A section that has the class key
-    is checked in both modes.
+    In lenient mode a file that cannot be read or parsed gives ``[]`` unless it mentions the
+    class key (then it was meant as a definition, and its error is reported), and sections
+    without the class key are left out; otherwise both raise ConfigError. A section that has
+    the class key is checked in both modes.
     """
+    text = ""
     try:
         if lenient and path.stat().st_size > CWD_FILE_LIMIT:
             logger.debug("not reading %s for definitions: larger than %d bytes", path, CWD_FILE_LIMIT)
@@ -259,7 +261,7 @@ def _read(kind: _Kind, path: Path, lenient: bool) -> list[tuple[str, dict[str, A
         parse = _ini_sections if path.suffix == ".ini" else _yaml_sections
         sections = parse(kind, path, text)
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
-        if lenient:
+        if lenient and kind.key not in text:
             logger.debug("not reading %s for definitions: %s", path, exc)
             return []
         if isinstance(exc, ConfigError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -17,9 +18,11 @@ logger = logging.getLogger(__name__)
 class TaskListWatcher:
     """Polls the task list's size and reads lines appended since the last look.
 
-    Only whole lines count: a last line without its newline may still be being written. If
-    the list shrank, or a line the farm already holds changed, the watcher stops and says so;
-    the next start checks the whole list."""
+    Only whole lines count: a last line without its newline may still be being written. The
+    bytes already read must stay as they were (a digest of them is checked at every growth): if
+    the list shrank, or anything before the appended part changed, comments included (that
+    shifts every byte after it), the watcher stops and says so; the next start checks the list.
+    """
 
     def __init__(self, path: Path, tasks: TaskLines, interval: float) -> None:
         self.path = path
@@ -32,6 +35,7 @@ class TaskListWatcher:
             tasks.linenos[-1] == tasks.tail_lineno
         self._size = tasks.end
         self._stopped = False
+        self._digest = _prefix_digest(path, self._offset)
 
     def next_poll(self, now: float) -> float:
         return self._next if not self._stopped else now + 3600.0
@@ -48,6 +52,9 @@ class TaskListWatcher:
             return
         if size < self._size:
             self._give_up("the task list shrank while the farm ran")
+            return
+        if _prefix_digest(self.path, self._offset) != self._digest:
+            self._give_up("lines before the appended ones changed while the farm ran")
             return
         try:
             more = read_task_lines(self.path, start=self._offset, first_lineno=self._lineno,
@@ -68,6 +75,7 @@ class TaskListWatcher:
             linenos = more.linenos
         self._size = size
         self._offset, self._lineno = more.end, more.next_lineno
+        self._digest = _prefix_digest(self.path, self._offset)
         if texts:
             self.tasks.texts.extend(texts)
             self.tasks.linenos.extend(linenos)
@@ -77,3 +85,19 @@ class TaskListWatcher:
         self._stopped = True
         logger.warning("no longer watching %s for appended tasks: %s; restart the farmer to check the list",
                        self.path, why)
+
+
+def _prefix_digest(path: Path, length: int) -> bytes | None:
+    """A digest of the first ``length`` bytes of ``path`` (None if it cannot be read)."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as stream:
+            while length > 0:
+                chunk = stream.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                length -= len(chunk)
+    except OSError:
+        return None
+    return digest.digest()

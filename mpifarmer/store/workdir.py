@@ -18,6 +18,11 @@ from mpifarmer.errors import WorkDirError
 
 __all__ = ["WorkDir", "atomic_write"]
 
+#: The process's umask, read once at import (reading it means setting it, which is not
+#: thread-safe; views are written from a thread).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class WorkDir:
     """Paths inside one work directory."""
@@ -89,6 +94,7 @@ def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[str]]:
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; views are as readable as the journal
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
             yield stream
             if fsync:

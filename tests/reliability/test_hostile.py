@@ -144,20 +144,13 @@ def test_bad_runner_definitions_beyond_the_integration_tests(
     assert not (tmp_path / "tasks.txt_workdir").exists()
 
 
-_LENIENT = (
-    "BUG: a handler file in the current directory that does not parse is skipped silently (config.py, "
-    "load_tasklist_definitions reads the current directory with lenient=True), so '-t files' fails with "
-    "\"unknown task-list handler 'files'\", which does not name the broken file; the README says a file "
-    "that does not parse stops the farmer with a line naming the file and section")
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), [
     ("files.ini", "[files]\nTaskList = nosuchmodule.Handler\n", "nosuchmodule"),
     ("files.ini", "[files]\nTaskList = mpifarmer.tasklists.TemplateTaskList\ncomand = x {}\n", "comand"),
-    pytest.param("files.ini", "[files\nTaskList = x\n", "files.ini",
-                 marks=pytest.mark.xfail(strict=True, reason=_LENIENT)),
-    pytest.param("files.yaml", "files:\n  TaskList: [unclosed\n", "files.yaml",
-                 marks=pytest.mark.xfail(strict=True, reason=_LENIENT)),
+    ("files.ini", "[files\nTaskList = x\n", "files.ini"),
+    ("files.yaml", "files:\n  TaskList: [unclosed\n", "files.yaml"),
 ])
 def test_bad_task_list_handler_definitions(
         tmp_path: Path, clean_home: dict[str, str], name: str, content: str, expected: str) -> None:
@@ -258,12 +251,6 @@ def test_disk_filled_by_another_process_during_the_run(
 # -- a list edited while the farm runs -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: TaskListWatcher.poll (mpifarmer/watch.py) takes any growth of the task list for an append and reads "
-    "from its old offset: an earlier line edited to be longer while the farm runs makes the last bytes of the "
-    "file (a fragment of the last line) a new task, which the farm runs (e.g. '39 >> OUT', exit 127, so the "
-    "farm ends with 1); expected: the watcher notices that known lines changed, stops watching and runs "
-    "nothing new"))
 def test_a_line_edited_while_the_farm_runs_adds_no_task(tmp_path: Path, clean_home: dict[str, str]) -> None:
     out = tmp_path / "out"
     count = 40  # 40 x 0.5 s on 2 slots: 10 s, so the watcher (every 5 s) looks while the farm runs
@@ -283,12 +270,6 @@ def test_a_line_edited_while_the_farm_runs_adds_no_task(tmp_path: Path, clean_ho
     assert_one_line_error(refused, "tasks.txt:3:")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: TaskListWatcher.poll (mpifarmer/watch.py) reads appended lines from its old byte offset without "
-    "checking that the bytes before it are unchanged: a comment deleted (comments may change freely, says the "
-    "README) while lines are appended shifts the file, so the farm runs a fragment of an appended line as a "
-    "task (e.g. 'l0/out', the end of its path), never runs the first appended task, records wrong lines "
-    "under the new IDs, and the next start refuses the list with exit 2"))
 def test_a_comment_removed_while_lines_are_appended(tmp_path: Path, clean_home: dict[str, str]) -> None:
     out = tmp_path / "out"
     count = 40
@@ -314,11 +295,6 @@ def test_a_comment_removed_while_lines_are_appended(tmp_path: Path, clean_home: 
 # -- a work directory shared with a group -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: atomic_write (mpifarmer/store/workdir.py) creates views with tempfile.mkstemp, mode 0600, and "
-    "os.replace keeps it: toprocess, running, finished, failed and timeline.json are readable by their owner "
-    "only, while journal.jsonl and the logs are 0644 (umask 022): group members of a shared project "
-    "directory cannot read the progress files PyTaskFarmer users' scripts read"))
 def test_views_are_as_readable_as_the_journal(tmp_path: Path, clean_home: dict[str, str]) -> None:
     tasks = write_list(tmp_path / "tasks.txt", ["true"])
     old = os.umask(0o022)
@@ -333,11 +309,6 @@ def test_views_are_as_readable_as_the_journal(tmp_path: Path, clean_home: dict[s
 
 
 @pytest.mark.needs_root
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: when the work directory's disk has room for the write probe but not for the first journal append "
-    "(Store.open -> Journal.append raises OSError 28 'short write'), cli._open lets the OSError through: a "
-    "traceback and exit code 1 (which means 'the list is done and some task failed'), and a partial journal "
-    "line; expected one line saying the disk is full and exit 2 or 3, as when the disk fills during the run"))
 def test_a_disk_too_full_for_the_first_journal_append(
         tmp_path: Path, small_fs: Path, clean_home: dict[str, str]) -> None:
     tasks = write_list(tmp_path / "tasks.txt", [f"echo {task}" for task in range(40_000)])  # a ~500 kB add record
