@@ -70,11 +70,13 @@ class Pool:
         self._immediate: list[Outcome] = []  # runs that ended as they started
         self._dropped: list[int] = []
         self._buffer = b""
-        env = dict(os.environ)
-        env.update(extra_env or {})
+        # The variables go with each task, not into the spawner's own environment: a later farmer
+        # finds a dead farmer's leftover tasks by MPIFARMER_FARMER and kills their process
+        # groups, and the spawner shares its farmer's group.
+        self._extra_env = dict(extra_env or {})
         self._spawner = subprocess.Popen(
             [sys.executable, "-I", "-S", _spawnd.__file__, str(slots)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, close_fds=True, bufsize=0)
+            close_fds=True, bufsize=0)
         assert self._spawner.stdin is not None and self._spawner.stdout is not None
         self._requests = self._spawner.stdin.fileno()
         self._replies = self._spawner.stdout.fileno()
@@ -103,7 +105,7 @@ class Pool:
         ident = str(task.id)
         self.running[task.id] = run
         self._send(("run", task.id, argv, os.fspath(self._log_path(task.id)),
-                    {"PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident}))
+                    {**self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident}))
         return run
 
     def reap(self) -> list[Outcome]:

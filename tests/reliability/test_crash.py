@@ -121,11 +121,6 @@ def test_checker_catches_a_lost_task_and_a_damaged_journal(tmp_path: Path) -> No
 # -- what a restart kills ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the pool's spawner (mpifarmer/pool.py, Pool.__init__) is started with MPIFARMER_FARMER=<fid> in its "
-    "environment and stays in the farmer's process group, so when a dead farmer's spawner has not exited yet, "
-    "Store._kill_orphans (store/store.py) -> environment.process_groups_with finds it and SIGKILLs the dead "
-    "farmer's own process group: its job script and everything else in it, not only its tasks"))
 def test_a_restart_kills_the_dead_farmers_tasks_and_nothing_else(tmp_path: Path, clean_home: dict[str, str]) -> None:
     marker = f"spawnerpg-{tmp_path.name}"
     tasks = tmp_path / "tasks.txt"
