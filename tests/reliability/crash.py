@@ -18,7 +18,10 @@ a busy machine is not):
   claiming, task starts and ends, view writes, or the final close;
 * ``fault-before|torn|after``: ``MPIFARMER_FAULT=N:WHERE`` makes the farmer SIGKILL itself at its N-th
   journal append, before writing, after writing half of it, or after writing all of it;
-* ``tail``: SIGKILL shortly after the last tasks started, while the farmer finishes them and shuts down.
+* ``tail``: SIGKILL shortly after the last tasks started, while the farmer finishes them and shuts down;
+* ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
+  the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
+  (a stop, not a kill; the runs it recorded interrupted may run again).
 
 Every task appends to a shared output file ``ID NONCE start T FARMER`` before its work and ``ID NONCE end T
 FARMER`` after it (NONCE is new for every run, T is ``$EPOCHREALTIME``). It also takes an exclusive
@@ -40,7 +43,8 @@ What is checked after every kill (the state the next farmer starts from):
 
 And at the end of every round: each task has exactly one finished record and that record's run is its last
 run, which completed (wrote its end); every extra run belonged to a farmer that was killed (a duplicate is
-allowed only for a task running when a kill landed); every farmer that was not killed exited 0 without a
+allowed only for a task running when a kill landed, or recorded interrupted by a farmer that drained on
+SIGTERM); every farmer that was not killed exited 0 without a
 traceback; the views are exact (every task finished, nothing pending, running or failed) and the timeline
 has one event per recorded end; no task process is left behind.
 """
@@ -265,7 +269,7 @@ def choose_plan(rng: random.Random, mode: str) -> Plan:
     if draw < 0.88:
         return Plan("tail", delay=rng.uniform(0.0, 0.6))
     # SIGTERM, then SIGKILL before or after the drain is over, as Slurm does at a time limit
-    return Plan("drain", delay=rng.uniform(0.3, startup + 1.5), grace=rng.uniform(0.0, 0.8))
+    return Plan("drain", delay=rng.uniform(0.3, startup + 1.5), grace=rng.uniform(0.0, 0.25))
 
 
 # -- one round ------------------------------------------------------------------------------------
