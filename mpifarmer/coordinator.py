@@ -357,6 +357,20 @@ class Coordinator:
             self.transport.send(rank, msg.Finish(code))
         return code
 
+    def await_goodbyes(self, timeout: float) -> None:
+        """Wait until every remote rank has said goodbye, so that rank 0 exits last."""
+        waiting = {rank for rank in self._live_ranks() if rank}
+        deadline = time.monotonic() + timeout
+        pause = 0.0001
+        while waiting and time.monotonic() < deadline:
+            for rank, message in self.transport.poll():
+                if isinstance(message, msg.Bye):
+                    waiting.discard(rank)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+        if waiting:
+            logger.warning("ranks %s did not say goodbye within %.0f s", sorted(waiting), timeout)
+
     def _close(self) -> int:
         try:
             closed = self.store.close(self.outbox, lock_timeout=5.0 if self.stop_reason else None)

@@ -24,6 +24,7 @@ from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.transport import Transport
 from mpifarmer.transport.backoff import Backoff
 from mpifarmer.transport.inprocess import Router
+from mpifarmer.transport.protocol import Bye
 from mpifarmer.worker import Worker
 
 __all__ = ["FarmerOptions", "run_coordinator", "run_worker"]
@@ -66,6 +67,8 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
         code = coordinator.finish()
         while not worker.done:  # rank 0's worker receives Finish in process: nothing runs by now
             worker.step()
+        if remote is not None and not coordinator.lost:
+            coordinator.await_goodbyes(timeout=10.0)
     except BaseException:
         pool.signal_all(signal.SIGKILL)  # never leave tasks running behind a crash
         raise
@@ -100,8 +103,12 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         raise
     finally:
         pool.close()
+    transport.send(0, Bye())
     transport.flush(5.0)
-    return worker.code if worker.code is not None else 3
+    # Rank 0 carries the farm's exit code (srun and mpiexec report the highest of all ranks). A
+    # worker that ended normally exits 0, after saying goodbye: a launcher such as Hydra kills
+    # the ranks still running when one exits non-zero, which would turn a clean stop into 137.
+    return 0 if worker.code is not None else 3
 
 
 def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None) -> None:
