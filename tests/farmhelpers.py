@@ -107,3 +107,14 @@ def rank_pids(task_list: Path) -> dict[int, int]:
             if item.startswith(b"PMI_RANK="):
                 pids[int(item[9:])] = int(entry)
     return pids
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Bad input: exit code 2, no traceback, exactly one line on stderr containing ``expected``."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]

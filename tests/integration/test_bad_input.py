@@ -5,17 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from farmhelpers import run_farmer, write_list
-
-
-def assert_one_line_error(result, *expected: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
+from farmhelpers import assert_one_line_error, run_farmer, write_list
 
 
 def test_missing_task_list(tmp_path: Path, clean_home: dict[str, str]) -> None:

@@ -26,17 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from farmhelpers import journal, run_farmer, runs_per_task, start_farmer, view, write_list
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
+from farmhelpers import assert_one_line_error, journal, run_farmer, runs_per_task, start_farmer, view, write_list
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
