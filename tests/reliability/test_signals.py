@@ -273,3 +273,35 @@ def test_stop_signal_on_one_mpi_rank_drains_the_job(
     assert view(workdir, "failed") == {} and sorted(view(workdir, "toprocess")) == list(range(16))
     assert_rerun_finishes(tasks, out, 16, clean_home, tmp_path, release)
 
+
+
+@pytest.mark.skipif(mpiexec() is None, reason="no mpiexec: pip install mpich")
+def test_sigterm_to_mpiexec_ends_the_job_with_3(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """SIGTERM to mpiexec, as a batch script's mpiexec gets it from Slurm or scancel. Found by the crash
+    harness's drain kill point: rank 0 exited with 3 while the worker ranks were still on their way out,
+    and MPICH's process manager answers a non-zero exit by SIGKILLing the ranks still alive, so mpiexec
+    said 9 in about half the runs (fixed in b91b636: workers exit 0 and rank 0 leaves last)."""
+    tasks = write_list(tmp_path / "tasks.txt", ["sleep 30"])
+    workdir = tmp_path / "tasks.txt_workdir"
+    launcher = mpiexec()
+    assert launcher is not None
+    codes = []
+    for _ in range(12):  # with the bug, each try ended with 9 about half the time
+        job = subprocess.Popen([launcher, "-n", "4", *farmer_cmd(tasks, "-n", "2")], cwd=tmp_path, env=clean_home,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: len(rank_pids(tasks)) == 4, what="4 ranks")
+            wait_for(lambda: len(task_processes("sleep\x0030")) >= 1 or any(
+                r["e"] == "claim" for r in journal(workdir)) if (workdir / "journal.jsonl").exists() else False,
+                what="the farm running")
+            time.sleep(0.5)
+            job.send_signal(signal.SIGTERM)
+            _, err = job.communicate(timeout=HANG)
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+        codes.append(job.returncode)
+        assert "exit code 3" in err, err  # rank 0 always means 3
+        if job.returncode != 3:
+            break
+    assert codes == [3] * 12, codes
