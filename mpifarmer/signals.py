@@ -7,9 +7,12 @@ which sleeps in ``select`` on a pipe that Python's wakeup fd writes to on every 
 from __future__ import annotations
 
 import os
-import selectors
 import signal
-from types import FrameType
+
+TYPE_CHECKING = False  # not typing's: importing typing would slow start-up
+if TYPE_CHECKING:
+    import selectors
+    from types import FrameType
 
 __all__ = ["STOP_SIGNALS", "SignalFlags", "ignore_stop_signals", "process_flags"]
 
@@ -25,8 +28,7 @@ class SignalFlags:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._read, selectors.EVENT_READ)
+        self._selector: selectors.BaseSelector | None = None  # made on first use: start-up stays short
         self._previous: dict[int, object] = {}
         self._previous_fd: int | None = None
 
@@ -48,15 +50,25 @@ class SignalFlags:
     def _on_child(self, signum: int, frame: FrameType | None) -> None:
         pass  # the wakeup fd has done the work
 
+    def _selected(self) -> selectors.BaseSelector:
+        if self._selector is None:
+            import selectors
+
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._read, selectors.EVENT_READ)
+        return self._selector
+
     def watch(self, fd: int) -> None:
         """Also wake :meth:`wait` when ``fd`` becomes readable (e.g. the spawner's replies)."""
-        self._selector.register(fd, selectors.EVENT_READ)
+        import selectors
+
+        self._selected().register(fd, selectors.EVENT_READ)
 
     def wait(self, timeout: float | None) -> None:
         """Sleep until a signal arrives, a watched descriptor is readable, or ``timeout``
         seconds pass; then empty the signal pipe."""
         if timeout is None or timeout > 0:
-            self._selector.select(timeout)
+            self._selected().select(timeout)
         try:
             while os.read(self._read, 512):
                 pass
