@@ -20,7 +20,7 @@ from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.dispatch import Dispatcher
 from mpifarmer.scheduling.ledger import FAILED, FINISHED
 from mpifarmer.scheduling.liveness import Liveness
-from mpifarmer.signals import SignalFlags
+from mpifarmer.signals import STOP_SIGNALS, SignalFlags
 from mpifarmer.store.store import Store
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
@@ -38,8 +38,7 @@ EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 #: signalled by the same hand (Slurm signals a step's processes together): wait this long
 #: before calling it failed.
 SIGNAL_DEATH_HOLD = 1.0
-_STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT,
-                                                             signal.SIGHUP, signal.SIGKILL))
+_STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGKILL))
 
 
 def _stop_signalled(returncode: int) -> bool:

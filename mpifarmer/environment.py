@@ -109,10 +109,6 @@ class SlurmInfo:
             return f"{self.array_job_id}_{self.array_task_id}"
         return self.job_id
 
-    @property
-    def in_step(self) -> bool:
-        """Whether this process is a task of a job step (started by srun)."""
-        return self.step_id is not None and self.procid is not None
 
 
 def _int(value: str | None) -> int | None:

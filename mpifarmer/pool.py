@@ -87,11 +87,6 @@ class Pool:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
         return self._replies
 
-    @property
-    def started(self) -> int:
-        """How many given tasks have a process now."""
-        return sum(1 for run in self.running.values() if run.pid)
-
     def start(self, task: Task) -> Run:
         """Have ``task`` run as soon as a slot is free. A task that cannot be started ends as
         failed (rc 127); a runner that builds an empty argv means there is nothing to execute

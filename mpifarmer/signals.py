@@ -29,19 +29,12 @@ class SignalFlags:
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         self._selector: selectors.BaseSelector | None = None  # made on first use: start-up stays short
-        self._previous: dict[int, object] = {}
-        self._previous_fd: int | None = None
 
     def install(self) -> None:
-        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._on_stop)
-        self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._on_child)
-
-    def uninstall(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGCHLD, self._on_child)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requests += 1
@@ -75,12 +68,6 @@ class SignalFlags:
         except BlockingIOError:
             pass
 
-    def wake(self) -> None:
-        """Wake a :meth:`wait` from elsewhere in this process."""
-        try:
-            os.write(self._write, b"\0")
-        except BlockingIOError:
-            pass
 
 
 _PROCESS_FLAGS: SignalFlags | None = None
