@@ -46,15 +46,17 @@ from __future__ import annotations
 import ast
 import configparser
 import difflib
+import functools
 import importlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from mpifarmer.errors import ConfigError
 from mpifarmer.runners import BasicRunner, NoopRunner, Runner, ShifterRunner
@@ -334,29 +336,38 @@ def _ini_problem(exc: configparser.Error) -> str:
     return f"INI syntax error: {_one_line(str(exc))}; {fix}"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+@functools.cache
+def _strict_loader() -> type:
+    """A safe YAML loader that rejects a key given twice in one mapping (PyYAML keeps the last).
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if duplicate:
-                problem = f"key {key!r} appears twice"
-                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
+    Made on first use: PyYAML is imported only when there is a YAML file to read."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    problem = f"key {key!r} appears twice"
+                    raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def _yaml_sections(kind: _Kind, path: Path, text: str) -> list[tuple[object, object]]:
+    import yaml
+
     try:
-        loader = _StrictLoader(text)
+        loader = _strict_loader()(text)
         try:
             data = loader.get_single_data()
         finally:
@@ -375,6 +386,8 @@ def _yaml_sections(kind: _Kind, path: Path, text: str) -> list[tuple[object, obj
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"

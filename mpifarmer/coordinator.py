@@ -50,6 +50,8 @@ def _stop_signalled(returncode: int) -> bool:
 #: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
 PREFETCH_LEAD = 0.1
 PREFETCH_MAX = 4096
+#: Prefetch is retuned every RETUNE_INTERVAL seconds, and every RETUNE_FIRST until a task ends.
+RETUNE_INTERVAL, RETUNE_FIRST = 1.0, 0.2
 
 
 @dataclass
@@ -110,7 +112,8 @@ class Coordinator:
         self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval)
         self._started = time.monotonic()
         self._deadline = self._started + options.timeout if options.timeout else None
-        self._retune_at = self._started + 1.0
+        self._retuned = self._started
+        self._retune_at = self._started + RETUNE_FIRST
         self._pinged = self._started
 
     # -- one step ---------------------------------------------------------------------------
@@ -291,14 +294,18 @@ class Coordinator:
         holds no more than it starts within a tenth of a second. Remote ranks keep at least one
         ahead, so that none waits a message round trip; rank 0's worker is in process.
         """
-        elapsed = now - (self._retune_at - 1.0)
+        elapsed = now - self._retuned
+        ended = 0
         for rank, info in self.ranks.items():
             state = self.dispatcher.ranks.get(rank)
             if state is not None:
                 rate = info.ended / max(elapsed, 1e-3)
                 state.prefetch = max(1 if rank else 0, min(PREFETCH_MAX, int(rate * PREFETCH_LEAD)))
+            ended += info.ended
             info.ended = 0
-        self._retune_at = now + 1.0
+        self._retuned = now
+        # Soon again while nothing has ended yet: a run of short tasks gets its prefetch early.
+        self._retune_at = now + (RETUNE_INTERVAL if ended else RETUNE_FIRST)
 
     def _check_ranks(self, now: float) -> None:
         """A rank silent for ``rank_timeout`` is lost (killed, node gone, hung)."""

@@ -34,6 +34,13 @@ logger = logging.getLogger(__name__)
 #: Longest pause between polls of MPI messages when idle.
 POLL_MAX = 0.01
 
+#: While the pool's spawner holds queued work for at least LULL_MIN seconds, the loop does not
+#: wake for each task's end: it lets ends pile up for half the lull, at most LULL_MAX, and then
+#: records them together. Short tasks then cost one wake-up, journal write and claim per batch,
+#: not per task; stop signals still wake the loop at once.
+LULL_MIN = 0.002
+LULL_MAX = 0.05
+
 
 LogPath = Callable[[int], Path]
 
@@ -63,7 +70,8 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
             busy |= worker.step()
             if coordinator.done:
                 break
-            _wait(flags, backoff, busy, min(coordinator.next_deadline(), worker.next_deadline()), remote)
+            _wait(flags, backoff, busy, min(coordinator.next_deadline(), worker.next_deadline()), remote,
+                  pool.lull())
         code = coordinator.finish()
         while not worker.done:  # rank 0's worker receives Finish in process: nothing runs by now
             worker.step()
@@ -97,7 +105,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         worker.hello()
         while not worker.done:
             busy = worker.step()
-            _wait(flags, backoff, busy, worker.next_deadline(), transport)
+            _wait(flags, backoff, busy, worker.next_deadline(), transport, pool.lull())
     except BaseException:
         pool.signal_all(signal.SIGKILL)
         raise
@@ -111,7 +119,8 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
     return 0 if worker.code is not None else 3
 
 
-def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None) -> None:
+def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None,
+          lull: float) -> None:
     timeout = max(0.0, deadline - time.monotonic())
     if remote is not None:
         if busy:
@@ -119,4 +128,7 @@ def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, rem
         timeout = min(timeout, backoff.next())
     elif busy:
         timeout = 0.0
-    flags.wait(timeout)
+    if lull >= LULL_MIN:
+        flags.wait(min(timeout, lull / 2, LULL_MAX), watched=False)
+    else:
+        flags.wait(timeout)

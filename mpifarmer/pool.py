@@ -69,6 +69,8 @@ class Pool:
         self.running: dict[int, Run] = {}  # given and not ended (queued or started), by task ID
         self._immediate: list[Outcome] = []  # runs that ended as they started
         self._dropped: list[int] = []
+        self._queued = 0  # given to the spawner and not started yet
+        self._mean: float | None = None  # recent run time (moving average), seconds
         self._buffer = b""
         # The variables go with each task, not into the spawner's own environment: a later farmer
         # finds a dead farmer's leftover tasks by MPIFARMER_FARMER and kills their process
@@ -87,6 +89,13 @@ class Pool:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
         return self._replies
 
+    def lull(self) -> float:
+        """How long the spawner can keep every slot busy from its queue alone, judged by recent
+        run times: seconds in which the pool needs nothing from its caller (0 if unknown)."""
+        if self._mean is None or not self._queued:
+            return 0.0
+        return self._queued * self._mean / self.slots
+
     def start(self, task: Task) -> Run:
         """Have ``task`` run as soon as a slot is free. A task that cannot be started ends as
         failed (rc 127); a runner that builds an empty argv means there is nothing to execute
@@ -99,6 +108,7 @@ class Pool:
             return run
         ident = str(task.id)
         self.running[task.id] = run
+        self._queued += 1
         self._send(("run", task.id, argv, os.fspath(self._log_path(task.id)),
                     {**self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident}))
         return run
@@ -112,17 +122,22 @@ class Pool:
                 for dropped in reply[1]:
                     if self.running.pop(dropped, None) is not None:
                         self._dropped.append(dropped)
+                        self._queued -= 1
                 continue
             run = self.running.get(task)
             if run is None:
                 continue
             if kind == "started":
                 run.pid, run.t0, run.slot = reply[2], reply[3], reply[4]
+                self._queued -= 1
             elif kind == "ended":
                 del self.running[task]
                 outcomes.append(Outcome(run, reply[2], reply[3]))
+                elapsed = max(0.0, reply[3] - run.t0)
+                self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
             elif kind == "error":
                 del self.running[task]
+                self._queued -= 1
                 self._note_start_failure(run.task, reply[2])
                 outcomes.append(Outcome(run, 127, reply[3], reply[2]))
         return outcomes
@@ -192,6 +207,7 @@ class Pool:
         now = time.time()
         for task in list(self.running):
             self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now))
+        self._queued = 0
         logger.error("the spawner process died; its running tasks were killed")
 
     def _fit(self, argv: list[str], task: Task) -> list[str]:

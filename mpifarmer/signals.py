@@ -57,11 +57,16 @@ class SignalFlags:
 
         self._selected().register(fd, selectors.EVENT_READ)
 
-    def wait(self, timeout: float | None) -> None:
-        """Sleep until a signal arrives, a watched descriptor is readable, or ``timeout``
-        seconds pass; then empty the signal pipe."""
+    def wait(self, timeout: float | None, *, watched: bool = True) -> None:
+        """Sleep until a signal arrives, a watched descriptor is readable (unless ``watched`` is
+        false), or ``timeout`` seconds pass; then empty the signal pipe."""
         if timeout is None or timeout > 0:
-            self._selected().select(timeout)
+            if watched:
+                self._selected().select(timeout)
+            else:
+                import select
+
+                select.select([self._read], [], [], timeout)
         try:
             while os.read(self._read, 512):
                 pass

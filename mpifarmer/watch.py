@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -89,6 +88,8 @@ class TaskListWatcher:
 
 def _prefix_digest(path: Path, length: int) -> bytes | None:
     """A digest of the first ``length`` bytes of ``path`` (None if it cannot be read)."""
+    import hashlib  # here: it loads OpenSSL, which start-up can do without
+
     digest = hashlib.blake2b(digest_size=16)
     try:
         with open(path, "rb") as stream:

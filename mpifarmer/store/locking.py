@@ -21,7 +21,6 @@ claims and append records, which takes about a millisecond. Three modes, all fro
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import time
@@ -180,6 +179,8 @@ def locate_lock(workdir: Path, mode: str, lock_dir: Path | None, scratch: str | 
 
 
 def _outside_name(directory: Path, workdir: Path) -> Path:
+    import hashlib  # here: it loads OpenSSL, which start-up can do without
+
     digest = hashlib.sha1(os.fsencode(workdir.resolve())).hexdigest()[:16]
     return directory / f"mpifarmer-{digest}.lock"
 
