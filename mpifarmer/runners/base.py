@@ -10,6 +10,7 @@ tested by comparing lists, and keeps process handling in one place.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from abc import ABC, abstractmethod
 
@@ -41,9 +42,10 @@ class Runner(ABC):
 
 
 @functools.cache
-def _host_bash() -> str:
-    """Absolute path of bash on this host, looked up once per process."""
-    return shutil.which("bash") or "/bin/bash"
+def _find_shell(name: str) -> str | None:
+    """Absolute path of the shell ``name`` (a name looked up on PATH, or a path), once per process."""
+    found = shutil.which(name)
+    return os.path.abspath(found) if found else None
 
 
 class BasicRunner(Runner):
@@ -51,14 +53,27 @@ class BasicRunner(Runner):
 
     The command is handed to ``bash -c`` unchanged, so pipes, quotes, redirections and
     variables behave as they would when typed at a prompt. This is the ``default`` runner.
+
+    Option ``shell``: another shell to hand the command to with ``-c`` (a name looked up on
+    PATH, or a path), e.g. ``sh``: on Debian and Ubuntu that is dash, which starts in about
+    half the time of bash, a saving that matters only for tasks of a few milliseconds.
     """
 
-    def __init__(self) -> None:
-        self.bash = _host_bash()
+    def __init__(self, shell: str = "bash") -> None:
+        if not isinstance(shell, str) or not shell.strip():
+            raise ValueError(f"shell must name a shell program such as bash or /bin/sh, not {shell!r}")
+        found = _find_shell(shell.strip())
+        if found is None:
+            raise ValueError(f"shell {shell.strip()!r} is not an executable program on PATH; give its full path")
+        self.shell = found
+        self._named = shell.strip()
+
+    def __repr__(self) -> str:
+        return "BasicRunner()" if self._named == "bash" else f"BasicRunner(shell={self._named!r})"
 
     def build(self, task: Task) -> list[str]:
-        """Return ``[bash, "-c", task.command]``."""
-        return [self.bash, "-c", task.command]
+        """Return ``[shell, "-c", task.command]`` (the shell is bash unless set)."""
+        return [self.shell, "-c", task.command]
 
 
 class NoopRunner(Runner):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from farmhelpers import run_farmer, runs_per_task, view, write_list
@@ -139,6 +140,20 @@ def test_runner_from_home_definitions(tmp_path: Path, clean_home: dict[str, str]
     workdir = tmp_path / "tasks.txt_workdir"
     assert (workdir / "logs" / "log_0").read_text() == "hi from task\n"
     assert (workdir / "argv_0").read_text().startswith("shifter --image=docker:alpine -- ")
+
+
+def test_a_runner_with_another_shell(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """``shell = sh`` hands each line to sh instead of bash: $BASH_VERSION is unset there."""
+    runners = Path(clean_home["HOME"]) / ".mpifarmer" / "runners.d"
+    runners.mkdir(parents=True)
+    (runners / "sh.yaml").write_text("sh: {Runner: mpifarmer.runners.BasicRunner, shell: sh}\n")
+    tasks = write_list(tmp_path / "tasks.txt", ['echo "bash=${BASH_VERSION:-none} id=$PROC_NUMBER"'] * 2)
+    workdir = tmp_path / "tasks.txt_workdir"
+    assert run_farmer(tasks, "-r", "sh", env=clean_home).returncode == 0
+    assert (workdir / "logs" / "log_1").read_text() == "bash=none id=1\n"
+    (tmp_path / "again.txt").write_text(tasks.read_text())
+    assert run_farmer(tmp_path / "again.txt", env=clean_home).returncode == 0  # the default is still bash
+    assert re.fullmatch(r"bash=\d\S* id=1\n", (tmp_path / "again.txt_workdir" / "logs" / "log_1").read_text())
 
 
 def test_a_pytaskfarmer_work_directory_is_taken_over(tmp_path: Path, clean_home: dict[str, str]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -370,8 +372,22 @@ def test_unknown_key(home: Path) -> None:
 
 
 def test_unknown_key_for_a_class_without_options(home: Path) -> None:
-    write(runners_d(home) / "a.ini", "[b]\nRunner = mpifarmer.runners.BasicRunner\nshell = zsh\n")
-    assert runner_error(home).problem == ("unknown key 'shell' for mpifarmer.runners.BasicRunner; accepted keys: none")
+    write(runners_d(home) / "a.ini", "[b]\nRunner = mpifarmer.runners.NoopRunner\nshell = zsh\n")
+    assert runner_error(home).problem == ("unknown key 'shell' for mpifarmer.runners.NoopRunner; accepted keys: none")
+
+
+def test_basic_runner_with_another_shell(home: Path) -> None:
+    write(runners_d(home) / "a.ini", "[fast]\nRunner = mpifarmer.runners.BasicRunner\nshell = sh\n")
+    runner = make_runner("fast", load_runner_definitions(home))
+    assert runner.build(Task(0, "x", "echo $0")) == [os.path.abspath(shutil.which("sh")), "-c", "echo $0"]
+    assert repr(runner) == "BasicRunner(shell='sh')"
+
+
+def test_basic_runner_with_a_missing_shell(home: Path) -> None:
+    path = write(runners_d(home) / "a.ini", "[z]\nRunner = mpifarmer.runners.BasicRunner\nshell = no-such-shell\n")
+    error = runner_error(home)
+    assert (error.path, error.section) == (str(path), "z")
+    assert "shell 'no-such-shell' is not an executable program on PATH; give its full path" in error.problem
 
 
 def test_missing_required_key(home: Path) -> None:

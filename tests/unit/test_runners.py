@@ -54,7 +54,7 @@ def test_basic_runner_argv() -> None:
 
 
 def test_basic_runner_bash_is_absolute() -> None:
-    assert Path(BasicRunner().bash).is_absolute()
+    assert Path(BasicRunner().shell).is_absolute()
 
 
 def test_basic_runner_pipes_and_quotes() -> None:
