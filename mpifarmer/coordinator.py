@@ -50,8 +50,10 @@ def _stop_signalled(returncode: int) -> bool:
 #: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
 PREFETCH_LEAD = 0.1
 PREFETCH_MAX = 4096
-#: Prefetch is retuned every RETUNE_INTERVAL seconds, and every RETUNE_FIRST until a task ends.
-RETUNE_INTERVAL, RETUNE_FIRST = 1.0, 0.2
+#: Prefetch is retuned every RETUNE_INTERVAL seconds; before the first retune that saw tasks
+#: end, every RETUNE_FIRST seconds, or as soon as RETUNE_EARLY_ENDS tasks have ended, so that
+#: a run of short tasks gets its prefetch within milliseconds.
+RETUNE_INTERVAL, RETUNE_FIRST, RETUNE_EARLY_ENDS = 1.0, 0.2, 16
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Coordinator:
         self._deadline = self._started + options.timeout if options.timeout else None
         self._retuned = self._started
         self._retune_at = self._started + RETUNE_FIRST
+        self._tuned = False  # no retune has seen a task end yet
+        self._ended_since_retune = 0
         self._pinged = self._started
 
     # -- one step ---------------------------------------------------------------------------
@@ -222,6 +226,7 @@ class Coordinator:
         info = self.ranks.get(rank)
         if info is not None:
             info.ended += 1
+        self._ended_since_retune += 1
         self.dispatcher.ended(rank, end.id, end.t1 - end.t0)
         self.outbox.append(rec.end(
             self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
@@ -278,7 +283,7 @@ class Coordinator:
             if self.store_error is None:
                 self._store_failed(error)
         self._watch.poll(now)
-        if now >= self._retune_at:
+        if now >= self._retune_at or (not self._tuned and self._ended_since_retune >= RETUNE_EARLY_ENDS):
             self._retune(now)
         if now - self._pinged >= 1.0:
             self._pinged = now
@@ -304,7 +309,8 @@ class Coordinator:
             ended += info.ended
             info.ended = 0
         self._retuned = now
-        # Soon again while nothing has ended yet: a run of short tasks gets its prefetch early.
+        self._tuned = self._tuned or ended > 0
+        self._ended_since_retune = 0
         self._retune_at = now + (RETUNE_INTERVAL if ended else RETUNE_FIRST)
 
     def _check_ranks(self, now: float) -> None:
