@@ -66,6 +66,8 @@ def main() -> int:
     mpiexec = shutil.which("mpiexec", path=str(Path(args.python).parent)) or shutil.which("mpiexec")
     if mpiexec is None:
         raise SystemExit("no mpiexec next to the Python or on PATH: pip install mpich")
+    # Run directories are removed only at the end: on ext4 without a journal, creating files
+    # slows down for minutes after many files were deleted (see RESULTS.md).
     tmp = Path(tempfile.mkdtemp(prefix="mpifarmer-mpibench-"))
     home = tmp / "home"
     (home / ".mpifarmer" / "runners.d").mkdir(parents=True)
@@ -85,7 +87,6 @@ def main() -> int:
             count, span = journal_span(workdir)
             assert count == args.tasks, f"{workdir}: {count} of {args.tasks} finished"
             rates.setdefault(ranks, []).append((count / span, wall))
-            shutil.rmtree(workdir)
 
     true_list = tmp / "true.txt"
     true_list.write_text("true\n" * args.true_tasks)
@@ -100,7 +101,6 @@ def main() -> int:
             walls[name].append(timed(cmd, env, tmp / f"true-{repeat}.log"))
             count, _ = journal_span(workdir)
             assert count == args.true_tasks, f"{workdir}: {count} of {args.true_tasks} finished"
-            shutil.rmtree(workdir)
 
     lines = [f"### MPI mode, {datetime.date.today()}", "",
              f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; "

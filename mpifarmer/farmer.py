@@ -122,13 +122,17 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
 def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None,
           lull: float) -> None:
     timeout = max(0.0, deadline - time.monotonic())
+    if lull >= LULL_MIN:
+        # The pool is provided for: sleep through its task ends. MPI messages are still polled
+        # every POLL_MAX, which is soon enough for ranks that hold a prefetch of work, and
+        # costs far less CPU than polling at the backoff's busy pace would.
+        limit = LULL_MAX if remote is None else POLL_MAX
+        flags.wait(0.0 if busy and remote is None else min(timeout, lull / 2, limit), watched=False)
+        return
     if remote is not None:
         if busy:
             backoff.reset()
         timeout = min(timeout, backoff.next())
     elif busy:
         timeout = 0.0
-    if lull >= LULL_MIN:
-        flags.wait(min(timeout, lull / 2, LULL_MAX), watched=False)
-    else:
-        flags.wait(timeout)
+    flags.wait(timeout)

@@ -89,3 +89,10 @@ def test_a_busy_loop_does_not_sleep_even_with_a_lull() -> None:
     flags = _Flags()
     farmer._wait(flags, Backoff(), True, time.monotonic() + 5.0, None, 1.0)  # type: ignore[arg-type]
     assert flags.calls == [(0.0, False)]
+
+
+def test_mpi_ranks_poll_at_the_slow_pace_while_the_pool_has_a_lull() -> None:
+    flags, remote = _Flags(), object()
+    farmer._wait(flags, Backoff(), True, time.monotonic() + 5.0, remote, 1.0)  # type: ignore[arg-type]
+    farmer._wait(flags, Backoff(), True, time.monotonic() + 5.0, remote, 0.0)  # type: ignore[arg-type]
+    assert flags.calls == [(farmer.POLL_MAX, False), (0.0, True)]  # without a lull: the busy backoff
