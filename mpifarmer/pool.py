@@ -69,6 +69,7 @@ class Pool:
         self.running: dict[int, Run] = {}  # given and not ended (queued or started), by task ID
         self._immediate: list[Outcome] = []  # runs that ended as they started
         self._dropped: list[int] = []
+        self.on_start: Callable[[Run], None] | None = None  # told of each run the spawner starts
         self._queued = 0  # given to the spawner and not started yet
         self._mean: float | None = None  # recent run time (moving average), seconds
         self._buffer = b""
@@ -105,6 +106,8 @@ class Pool:
         if not argv:
             run.slot = task.id % self.slots
             self._immediate.append(Outcome(run, 0, run.t0))
+            if self.on_start is not None:
+                self.on_start(run)
             return run
         ident = str(task.id)
         self.running[task.id] = run
@@ -130,6 +133,8 @@ class Pool:
             if kind == "started":
                 run.pid, run.t0, run.slot = reply[2], reply[3], reply[4]
                 self._queued -= 1
+                if self.on_start is not None:
+                    self.on_start(run)
             elif kind == "ended":
                 del self.running[task]
                 outcomes.append(Outcome(run, reply[2], reply[3]))

@@ -52,6 +52,8 @@ class Worker:
         self._unreported: dict[int, Run] = {}  # runs whose start was not reported, by task ID
         self._stops_seen = 0
         self._heard = self._sent = time.monotonic()
+        if verbose:
+            pool.on_start = self._log_start
 
     @property
     def done(self) -> bool:
@@ -145,9 +147,11 @@ class Worker:
             started = True
             if work.id in self.pool.running:
                 self._unreported[work.id] = run
-            if self.verbose:
-                logger.info("task %d started in slot %d: %s", work.id, run.slot, work.line)
         return started
+
+    @staticmethod
+    def _log_start(run: Run) -> None:
+        logger.info("task %d started in slot %d: %s", run.task.id, run.slot, run.task.line)
 
     def _reap(self) -> bool:
         outcomes = self.pool.reap()

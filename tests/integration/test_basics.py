@@ -156,6 +156,19 @@ def test_a_runner_with_another_shell(tmp_path: Path, clean_home: dict[str, str])
     assert re.fullmatch(r"bash=\d\S* id=1\n", (tmp_path / "again.txt_workdir" / "logs" / "log_1").read_text())
 
 
+def test_verbose_lines_name_the_slot_each_task_started_in(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """Short tasks are queued in the pool ahead of their start: the start line comes when the
+    task really starts, with its slot, and the end line follows it."""
+    tasks = write_list(tmp_path / "tasks.txt", ["true"] * 60)
+    result = run_farmer(tasks, "-n", "2", "-v", env=clean_home)
+    assert result.returncode == 0, result.stderr
+    starts = dict(re.findall(r"task (\d+) started in slot (-?\d+): true", result.stderr))
+    assert sorted(map(int, starts)) == list(range(60))
+    assert set(starts.values()) <= {"0", "1"}
+    for task in (0, 59):
+        assert result.stderr.index(f"task {task} started") < result.stderr.index(f"task {task} finished")
+
+
 def test_a_pytaskfarmer_work_directory_is_taken_over(tmp_path: Path, clean_home: dict[str, str]) -> None:
     out = tmp_path / "out"
     tasks = write_list(tmp_path / "tasks.txt", [f"echo {i} >> {out}" for i in range(5)])
