@@ -1,9 +1,11 @@
 """The main loops: rank 0 (coordinator and its own worker) and the other ranks (a worker).
 
 In local mode there is one rank and no MPI; in MPI mode every rank runs this module's loop
-over an MPI transport. Waiting is the same in both: sleep until a signal (SIGCHLD included)
-or the next deadline; in MPI mode also poll for messages with a backoff that doubles while
-idle, so that an idle rank costs almost no CPU and a busy one answers at once.
+over an MPI transport. Waiting is the same in both: sleep until a signal, news from the
+pool's spawner or the next deadline; in MPI mode also poll for messages with a backoff that
+doubles while idle, so that an idle rank costs almost no CPU and a busy one answers at once.
+While the spawner has queued work to start on its own (short tasks), the loop ignores its news
+for a few milliseconds, so that task ends are handled in batches (see LULL_MIN).
 """
 
 from __future__ import annotations
