@@ -117,7 +117,6 @@ class Coordinator:
         self._retuned = self._started
         self._retune_at = self._started + RETUNE_FIRST
         self._tuned = False  # no retune has seen a task end yet
-        self._ended_since_retune = 0
         self._pinged = self._started
 
     # -- one step ---------------------------------------------------------------------------
@@ -226,7 +225,6 @@ class Coordinator:
         info = self.ranks.get(rank)
         if info is not None:
             info.ended += 1
-        self._ended_since_retune += 1
         self.dispatcher.ended(rank, end.id, end.t1 - end.t0)
         self.outbox.append(rec.end(
             self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
@@ -283,7 +281,7 @@ class Coordinator:
             if self.store_error is None:
                 self._store_failed(error)
         self._watch.poll(now)
-        if now >= self._retune_at or (not self._tuned and self._ended_since_retune >= RETUNE_EARLY_ENDS):
+        if now >= self._retune_at or (not self._tuned and self._ended_since_retune() >= RETUNE_EARLY_ENDS):
             self._retune(now)
         if now - self._pinged >= 1.0:
             self._pinged = now
@@ -310,8 +308,10 @@ class Coordinator:
             info.ended = 0
         self._retuned = now
         self._tuned = self._tuned or ended > 0
-        self._ended_since_retune = 0
         self._retune_at = now + (RETUNE_INTERVAL if ended else RETUNE_FIRST)
+
+    def _ended_since_retune(self) -> int:
+        return sum(info.ended for info in self.ranks.values())
 
     def _check_ranks(self, now: float) -> None:
         """A rank silent for ``rank_timeout`` is lost (killed, node gone, hung)."""

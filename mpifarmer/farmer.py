@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 POLL_MAX = 0.01
 
 #: While the pool's spawner holds queued work for at least LULL_MIN seconds, the loop does not
-#: wake for each task's end: it lets ends pile up for half the lull, at most LULL_MAX, and then
+#: wake for each task's end: it lets ends pile up for half the lull, at most POLL_MAX, and then
 #: records them together. Short tasks then cost one wake-up, journal write and claim per batch,
-#: not per task; stop signals still wake the loop at once.
+#: not per task; stop signals still wake the loop at once. A farmer killed hard runs again at
+#: most POLL_MAX's worth of ended, unrecorded tasks per slot (a longer wait saved no more time).
 LULL_MIN = 0.002
-LULL_MAX = 0.05
 
 
 LogPath = Callable[[int], Path]
@@ -128,8 +128,7 @@ def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, rem
         # The pool is provided for: sleep through its task ends. MPI messages are still polled
         # every POLL_MAX, which is soon enough for ranks that hold a prefetch of work, and
         # costs far less CPU than polling at the backoff's busy pace would.
-        limit = LULL_MAX if remote is None else POLL_MAX
-        flags.wait(0.0 if busy and remote is None else min(timeout, lull / 2, limit), watched=False)
+        flags.wait(0.0 if busy and remote is None else min(timeout, lull / 2, POLL_MAX), watched=False)
         return
     if remote is not None:
         if busy:

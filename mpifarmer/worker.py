@@ -39,7 +39,6 @@ class Worker:
         self.transport = transport
         self.pool = pool
         self.flags = flags
-        self.verbose = verbose
         self.beat = beat
         self.silence_limit = silence_limit
         self.kill_grace = kill_grace

@@ -51,3 +51,15 @@ stop_all() {
     ((${#files[@]})) && rm -f "${files[@]}"
     return 0
 }
+
+# stop_slurm_daemons DIR: stop the node daemons and the controller whose pid
+# files up.sh keeps under DIR/run (not munged: see down.sh).
+stop_slurm_daemons() {
+    local dir=$1 f
+    local -a args=()
+    for f in "$dir"/run/slurmd-*.pid; do
+        [[ -e $f ]] && args+=("$f" slurmd)
+    done
+    args+=("$dir/run/slurmctld.pid" slurmctld)
+    stop_all "${args[@]}"
+}

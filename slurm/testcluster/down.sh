@@ -41,12 +41,7 @@ if ((ctld_up)) && command -v scancel >/dev/null; then
 fi
 
 # Node daemons and the controller together (munged last: they talk to it).
-args=()
-for f in "$CI_DIR"/run/slurmd-*.pid; do
-    [[ -e $f ]] && args+=("$f" slurmd)
-done
-args+=("$CI_DIR/run/slurmctld.pid" slurmctld)
-stop_all "${args[@]}"
+stop_slurm_daemons "$CI_DIR"
 
 # munged only if up.sh recorded that it started it.
 if pid=$(pid_alive "$CI_DIR/run/munged.pid" munged); then

@@ -188,12 +188,7 @@ munge -n | unmunge >/dev/null 2>&1 || die "munge round trip (munge -n | unmunge)
 
 if (( changed )); then
     # Restart only what we started: pid files under our state dir.
-    args=()
-    for f in "$CI_DIR"/run/slurmd-*.pid; do
-        [[ -e $f ]] && args+=("$f" slurmd)
-    done
-    args+=("$CI_DIR/run/slurmctld.pid" slurmctld)
-    stop_all "${args[@]}"
+    stop_slurm_daemons "$CI_DIR"
 fi
 
 if ! pid_alive "$CI_DIR/run/slurmctld.pid" slurmctld >/dev/null; then

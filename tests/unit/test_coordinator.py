@@ -75,6 +75,20 @@ def make(tmp_path: Path, count: int, ranks: int, *, rank_timeout: float = 30.0, 
     return coordinator, job, flags, store
 
 
+def greet(fakes: list[FakeRank]) -> list[FakeRank]:
+    """Every fake rank says hello; return them."""
+    for fake in fakes:
+        fake.hello()
+    return fakes
+
+
+def exchange(coordinator: Coordinator, fakes: list[FakeRank]) -> None:
+    """One coordinator step, then every fake rank reads what it was sent."""
+    coordinator.step()
+    for fake in fakes:
+        fake.poll()
+
+
 def drive(coordinator: Coordinator, fakes: list[FakeRank], rounds: int = 200, code: int = 0) -> None:
     for _ in range(rounds):
         coordinator.step()
@@ -88,9 +102,7 @@ def drive(coordinator: Coordinator, fakes: list[FakeRank], rounds: int = 200, co
 
 def test_every_task_is_sent_once_spread_over_ranks_and_recorded(tmp_path: Path) -> None:
     coordinator, hub, _, store = make(tmp_path, 60, ranks=3)
-    fakes = [FakeRank(hub, rank) for rank in range(3)]
-    for fake in fakes:
-        fake.hello()
+    fakes = greet([FakeRank(hub, rank) for rank in range(3)])
     drive(coordinator, fakes)
     assert coordinator.finish() == EXIT_DONE
     sent = [w.id for fake in fakes for run in fake.got(msg.Run) for w in run.tasks]
@@ -104,13 +116,9 @@ def test_every_task_is_sent_once_spread_over_ranks_and_recorded(tmp_path: Path) 
 
 def test_no_rank_holds_more_than_its_slots_plus_prefetch(tmp_path: Path) -> None:
     coordinator, hub, _, _ = make(tmp_path, 50, ranks=2)
-    fakes = [FakeRank(hub, 0, slots=2), FakeRank(hub, 1, slots=3)]
-    for fake in fakes:
-        fake.hello()
+    fakes = greet([FakeRank(hub, 0, slots=2), FakeRank(hub, 1, slots=3)])
     for _ in range(5):  # nobody finishes anything: holdings must stay bounded
-        coordinator.step()
-        for fake in fakes:
-            fake.poll()
+        exchange(coordinator, fakes)
     assert fakes[0].max_held == 2  # rank 0: its slots, no prefetch
     assert fakes[1].max_held == 3 + 1  # a remote rank: its slots and one ahead
 
@@ -126,12 +134,8 @@ def test_failures_give_exit_code_1(tmp_path: Path) -> None:
 
 def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
     coordinator, hub, _, store = make(tmp_path, 40, ranks=3)
-    fakes = [FakeRank(hub, rank) for rank in range(3)]
-    for fake in fakes:
-        fake.hello()
-    coordinator.step()
-    for fake in fakes:
-        fake.poll()
+    fakes = greet([FakeRank(hub, rank) for rank in range(3)])
+    exchange(coordinator, fakes)
     fakes[2].transport.send(0, msg.Stop("received SIGUSR1"))
     coordinator.step()
     assert coordinator.stop_reason == "rank 2 received SIGUSR1"
@@ -152,12 +156,8 @@ def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
 
 def test_a_silent_rank_is_lost_and_the_farm_stops(tmp_path: Path) -> None:
     coordinator, hub, _, store = make(tmp_path, 20, ranks=3, rank_timeout=0.2)
-    fakes = [FakeRank(hub, rank) for rank in range(3)]
-    for fake in fakes:
-        fake.hello()
-    coordinator.step()
-    for fake in fakes:
-        fake.poll()
+    fakes = greet([FakeRank(hub, rank) for rank in range(3)])
+    exchange(coordinator, fakes)
     hub.down.add(2)  # rank 2's node vanishes with its tasks
     deadline = time.monotonic() + 5
     while not coordinator.done:

@@ -82,7 +82,7 @@ def test_the_loop_ignores_the_pool_while_it_has_a_lull(lull: float, watched: boo
     if watched:
         assert 4.0 < timeout <= 5.0  # until the next deadline, woken early by the pool
     else:
-        assert timeout == pytest.approx(min(lull / 2, farmer.LULL_MAX), rel=0.01)
+        assert timeout == pytest.approx(min(lull / 2, farmer.POLL_MAX), rel=0.01)
 
 
 def test_a_busy_loop_does_not_sleep_even_with_a_lull() -> None:
