@@ -315,3 +315,45 @@ def test_sigterm_to_mpiexec_ends_the_job_with_3(tmp_path: Path, clean_home: dict
         if job.returncode != 3:
             break
     assert codes == [3] * 12, codes
+
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a handler for SIGTERM (mpifarmer installs one on its first line)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(mpiexec() is None, reason="no mpiexec: pip install mpich")
+def test_sigterm_during_start_up_ends_the_mpi_job_with_3(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """SIGTERM to mpiexec while the ranks start. Found by the crash harness (CI of 5488f2a): rank 0 saw
+    the signal before any worker's hello had arrived, told only the ranks it had heard from (itself) to
+    finish and left; Hydra then SIGKILLed the workers, which waited for a word from rank 0, and mpiexec
+    said 9. Rank 0 must tell every rank of the job to finish and wait for their goodbyes."""
+    tasks = write_list(tmp_path / "tasks.txt", ["sleep 30"] * 8)
+    workdir = tmp_path / "tasks.txt_workdir"
+    launcher = mpiexec()
+    assert launcher is not None
+    codes = []
+    for _ in range(4):
+        job = subprocess.Popen([launcher, "-n", "4", *farmer_cmd(tasks, "-n", "1")], cwd=tmp_path, env=clean_home,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: len(pids := rank_pids(tasks)) == 4 and all(map(catches_sigterm, pids.values())),
+                     what="4 ranks past mpifarmer's first line")
+            job.send_signal(signal.SIGTERM)
+            _, err = job.communicate(timeout=HANG)
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+        codes.append(job.returncode)
+        assert "Traceback" not in err, err
+        assert "did not say goodbye" not in err, err
+        if job.returncode != 3:
+            break
+    assert codes == [3] * 4, (codes, err)
+    assert sorted(view(workdir, "toprocess")) == list(range(8))

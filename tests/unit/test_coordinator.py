@@ -154,6 +154,25 @@ def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
     assert store.ledger.count(PENDING) == 40 and store.ledger.count(FAILED) == 0
 
 
+
+def test_a_stop_before_a_rank_says_hello_still_tells_it_to_finish(tmp_path: Path) -> None:
+    # rank 0 must not leave before a late rank: the launcher would kill it and report that
+    coordinator, hub, flags, store = make(tmp_path, 10, ranks=3)
+    early, late = greet([FakeRank(hub, 0), FakeRank(hub, 1)]), FakeRank(hub, 2)
+    flags.stop_requests, flags.last = 1, signal.SIGTERM
+    exchange(coordinator, early)
+    assert coordinator.done
+    assert coordinator.finish() == EXIT_STOPPED
+    late.hello()  # its hello crosses the Finish
+    late.poll()
+    assert late.got(msg.Finish) == [msg.Finish(EXIT_STOPPED)]
+    for fake in [*early, late]:
+        fake.transport.send(0, msg.Bye())
+    started = time.monotonic()
+    coordinator.await_goodbyes(timeout=30.0)
+    assert time.monotonic() - started < 10.0, "waited for a goodbye that had arrived"
+    assert store.ledger.count(PENDING) == 10
+
 def test_a_silent_rank_is_lost_and_the_farm_stops(tmp_path: Path) -> None:
     coordinator, hub, _, store = make(tmp_path, 20, ranks=3, rank_timeout=0.2)
     fakes = greet([FakeRank(hub, rank) for rank in range(3)])
