@@ -330,11 +330,8 @@ class Coordinator:
                 self.drain(f"rank {rank} was lost")
 
     def _live_ranks(self) -> list[int]:
-        """The ranks that said hello and are not lost."""
-        return [rank for rank in self.ranks if rank not in self.lost]
-
-    def _unlost_ranks(self) -> list[int]:
-        """Every rank of the job but the lost, whether or not it has said hello yet."""
+        """Every rank of the job but the lost, whether or not it has said hello yet: a stop during
+        start-up must reach a rank whose hello is still on its way."""
         return [rank for rank in range(self.transport.size) if rank not in self.lost]
 
     # -- the end ----------------------------------------------------------------------------
@@ -370,16 +367,16 @@ class Coordinator:
     def finish(self) -> int:
         """Record the last results, leave the work directory, tell the ranks; the exit code.
 
-        Ranks that have not said hello yet (a stop during start-up) are told too: rank 0 must not
-        leave before them, or the launcher kills them and reports that instead of the exit code."""
+        Rank 0 must not leave before any rank, hello or not, or the launcher kills it and reports
+        that instead of the exit code."""
         code = self._close()
-        for rank in self._unlost_ranks():
+        for rank in self._live_ranks():
             self.transport.send(rank, msg.Finish(code))
         return code
 
     def await_goodbyes(self, timeout: float) -> None:
         """Wait until every remote rank has said goodbye, so that rank 0 exits last."""
-        waiting = {rank for rank in self._unlost_ranks() if rank}
+        waiting = {rank for rank in self._live_ranks() if rank}
         deadline = time.monotonic() + timeout
         pause = 0.0001
         while waiting and time.monotonic() < deadline:

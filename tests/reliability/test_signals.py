@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,23 @@ def test_stop_signal_on_one_mpi_rank_drains_the_job(
 
 
 
+def sigterm_to_mpiexec(launcher: str, tasks: Path, proc: str, env: dict[str, str], ready: Callable[[], bool],
+                       what: str, settle: float = 0.0) -> tuple[int, str]:
+    """Run ``mpiexec -n 4`` on ``tasks``, SIGTERM mpiexec once ``ready`` (and ``settle`` s more); its
+    exit code and stderr."""
+    job = subprocess.Popen([launcher, "-n", "4", *farmer_cmd(tasks, "-n", proc)], cwd=tasks.parent, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(ready, what=what)
+        time.sleep(settle)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=HANG)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    return job.returncode, err
+
+
 @pytest.mark.skipif(mpiexec() is None, reason="no mpiexec: pip install mpich")
 def test_sigterm_to_mpiexec_ends_the_job_with_3(tmp_path: Path, clean_home: dict[str, str]) -> None:
     """SIGTERM to mpiexec, as a batch script's mpiexec gets it from Slurm or scancel. Found by the crash
@@ -296,26 +314,20 @@ def test_sigterm_to_mpiexec_ends_the_job_with_3(tmp_path: Path, clean_home: dict
     launcher = mpiexec()
     assert launcher is not None
     codes = []
+
+    def farm_running() -> bool:
+        if len(rank_pids(tasks)) < 4 or not (workdir / "journal.jsonl").exists():
+            return False
+        return len(task_processes("sleep\x0030")) >= 1 or any(r["e"] == "claim" for r in journal(workdir))
+
     for _ in range(12):  # with the bug, each try ended with 9 about half the time
-        job = subprocess.Popen([launcher, "-n", "4", *farmer_cmd(tasks, "-n", "2")], cwd=tmp_path, env=clean_home,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            wait_for(lambda: len(rank_pids(tasks)) == 4, what="4 ranks")
-            wait_for(lambda: len(task_processes("sleep\x0030")) >= 1 or any(
-                r["e"] == "claim" for r in journal(workdir)) if (workdir / "journal.jsonl").exists() else False,
-                what="the farm running")
-            time.sleep(0.5)
-            job.send_signal(signal.SIGTERM)
-            _, err = job.communicate(timeout=HANG)
-        finally:
-            if job.poll() is None:
-                os.killpg(job.pid, signal.SIGKILL)
-        codes.append(job.returncode)
+        code, err = sigterm_to_mpiexec(launcher, tasks, "2", clean_home, farm_running, "the farm running",
+                                       settle=0.5)
+        codes.append(code)
         assert "exit code 3" in err, err  # rank 0 always means 3
-        if job.returncode != 3:
+        if code != 3:
             break
     assert codes == [3] * 12, codes
-
 
 
 def catches_sigterm(pid: int) -> bool:
@@ -340,20 +352,14 @@ def test_sigterm_during_start_up_ends_the_mpi_job_with_3(tmp_path: Path, clean_h
     assert launcher is not None
     codes = []
     for _ in range(4):
-        job = subprocess.Popen([launcher, "-n", "4", *farmer_cmd(tasks, "-n", "1")], cwd=tmp_path, env=clean_home,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            wait_for(lambda: len(pids := rank_pids(tasks)) == 4 and all(map(catches_sigterm, pids.values())),
-                     what="4 ranks past mpifarmer's first line")
-            job.send_signal(signal.SIGTERM)
-            _, err = job.communicate(timeout=HANG)
-        finally:
-            if job.poll() is None:
-                os.killpg(job.pid, signal.SIGKILL)
-        codes.append(job.returncode)
+        code, err = sigterm_to_mpiexec(
+            launcher, tasks, "1", clean_home,
+            lambda: len(pids := rank_pids(tasks)) == 4 and all(map(catches_sigterm, pids.values())),
+            "4 ranks past mpifarmer's first line")
+        codes.append(code)
         assert "Traceback" not in err, err
         assert "did not say goodbye" not in err, err
-        if job.returncode != 3:
+        if code != 3:
             break
     assert codes == [3] * 4, (codes, err)
     assert sorted(view(workdir, "toprocess")) == list(range(8))
