@@ -6,7 +6,7 @@ about 0.2 ms from a 12 MB Python process, 0.8 ms from a 25 MB one, more as a far
 grows). A farmer that spawned its tasks itself would stall for that long per task. This
 program stays small, so spawning stays cheap, and the farmer only writes a request to a pipe.
 
-It is run as ``python -I -S _spawnd.py SLOTS`` and imports nothing from mpifarmer, only
+It is run as ``python -I -S _spawnd.py SLOTS LIFE_FD`` and imports nothing from mpifarmer, only
 the standard library, to stay small. It runs at most SLOTS tasks at once and queues the
 rest, so that a freed slot takes the next task at once, with no round trip to the farmer. It
 reads requests on stdin and writes replies on stdout, each a 4-byte big-endian length and a
@@ -21,8 +21,10 @@ reads requests on stdin and writes replies on stdout, each a 4-byte big-endian l
              ("dropped", [id, ...])
 
 When stdin closes (the farmer ended, or was killed) it SIGKILLs every task it still runs and
-exits, so no task outlives its farmer. It ignores the stop signals Slurm sends to every
-process of a step: stopping is the farmer's decision.
+exits, so no task outlives its farmer. LIFE_FD is the write end of the pool's sentinel pipe
+(see :mod:`mpifarmer._sentinel`): holding it open, and keeping it from the tasks, is all the
+spawner does with it. It ignores the stop signals Slurm sends to every process of a step:
+stopping is the farmer's decision.
 """
 
 import collections
@@ -41,6 +43,7 @@ _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, 
 
 def main() -> int:
     requests, replies = sys.stdin.fileno(), sys.stdout.fileno()
+    os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
     free = list(range(int(sys.argv[1]) - 1, -1, -1))  # pop() hands out slot 0 first
     queue: collections.deque[tuple] = collections.deque()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):

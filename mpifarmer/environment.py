@@ -73,16 +73,12 @@ def pid_alive(pid: int, start: int | None) -> bool:
 
 def process_groups_with(variable: str) -> set[int]:
     """Process groups of this user's processes whose environment holds ``variable`` (NAME=VALUE)."""
-    wanted = b"\0" + variable.encode() + b"\0"
+    from mpifarmer._sentinel import processes_with
+
     groups: set[int] = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in processes_with(variable):
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as stream:
-                if wanted not in b"\0" + stream.read() + b"\0":
-                    continue
-            groups.add(os.getpgid(int(entry.name)))
+            groups.add(os.getpgid(pid))
         except OSError:
             continue
     groups.discard(os.getpgrp())

@@ -7,6 +7,13 @@ file. The processes are started, reaped and signalled by a small helper process
 up to a millisecond per task; the pool talks to it over two pipes and never blocks on it. The
 pool takes every task it is given at once: the spawner queues what exceeds its slots and starts
 the next task the moment a slot frees. The runner decides the argv; the pool only has it run.
+
+The spawner can die (the OOM killer, a user's ``kill``): the pool then kills the process groups
+of the tasks it held (and any other process that carries the pool's token, ``MPIFARMER_POOL``),
+reports the runs that had started as interrupted, and starts a new spawner for the rest, unless
+spawners keep dying (:mod:`mpifarmer.scheduling.restarts`): then :attr:`Pool.broken` says why
+and the caller drains. A sentinel process (:mod:`mpifarmer._sentinel`) kills the tasks should
+the farmer and its spawner die together.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpifarmer import _spawnd
+from mpifarmer import _sentinel, _spawnd
 from mpifarmer.runners import Runner
+from mpifarmer.scheduling.restarts import RestartBudget
 from mpifarmer.task import Task
 
 __all__ = ["Outcome", "Pool", "Run"]
@@ -56,6 +64,7 @@ class Outcome:
     returncode: int
     t1: float
     error: str | None = None  # the process could not be started at all
+    lost: bool = False  # killed by the pool because its spawner died: the run was interrupted
 
 
 class Pool:
@@ -71,20 +80,49 @@ class Pool:
         self._dropped: list[int] = []
         self.on_start: Callable[[Run], None] | None = None  # told of each run the spawner starts
         self._queued = 0  # given to the spawner and not started yet
+        self._pending_loss = False  # the replies ended: handle the spawner's death after the last of them
+        self._argv: dict[int, list[str]] = {}  # of the runs given and not started, to give a new spawner
         self._mean: float | None = None  # recent run time (moving average), seconds
         self._buffer = b""
         # The variables go with each task, not into the spawner's own environment: a later farmer
         # finds a dead farmer's leftover tasks by MPIFARMER_FARMER and kills their process
         # groups, and the spawner shares its farmer's group.
         self._extra_env = dict(extra_env or {})
-        self._spawner = subprocess.Popen(
-            [sys.executable, "-I", "-S", _spawnd.__file__, str(slots)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            close_fds=True, bufsize=0)
-        assert self._spawner.stdin is not None and self._spawner.stdout is not None
-        self._requests = self._spawner.stdin.fileno()
-        self._replies = self._spawner.stdout.fileno()
-        os.set_blocking(self._replies, False)
+        self._token = f"{os.getpid()}.{time.monotonic_ns()}"
+        self._extra_env["MPIFARMER_POOL"] = self._token
+        self.broken: str | None = None  # why no spawner runs any more (the caller should drain)
+        self._restarts = RestartBudget()
         self._closed = False
+        life_read, self._life = os.pipe()
+        try:
+            self._sentinel = subprocess.Popen(
+                [sys.executable, "-I", "-S", _sentinel.__file__, self._token], stdin=life_read, close_fds=True,
+                start_new_session=True)
+        finally:
+            os.close(life_read)
+        self._replies = -1
+        self._spawner = self._start_spawner()
+
+    def _start_spawner(self) -> subprocess.Popen[bytes]:
+        """Start a spawner whose replies arrive on :meth:`fileno` (the same descriptor number
+        for every spawner, so that a main loop's poll keeps watching it)."""
+        replies_read, replies_write = os.pipe()
+        try:
+            spawner = subprocess.Popen(
+                [sys.executable, "-I", "-S", _spawnd.__file__, str(self.slots), str(self._life)],
+                stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
+        finally:
+            os.close(replies_write)
+        if self._replies < 0:
+            self._replies = replies_read
+        else:
+            os.dup2(replies_read, self._replies, inheritable=False)
+            os.close(replies_read)
+        os.set_blocking(self._replies, False)
+        assert spawner.stdin is not None
+        self._requests = spawner.stdin.fileno()
+        self._buffer = b""
+        return spawner
 
     def fileno(self) -> int:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
@@ -109,23 +147,32 @@ class Pool:
             if self.on_start is not None:
                 self.on_start(run)
             return run
-        ident = str(task.id)
         self.running[task.id] = run
         self._queued += 1
-        self._send(("run", task.id, argv, os.fspath(self._log_path(task.id)),
-                    {**self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident}))
+        self._argv[task.id] = argv
+        if self.broken is None:
+            self._send(self._run_request(task.id, argv))
+        else:
+            self._drop_unstarted()
         return run
+
+    def _run_request(self, task: int, argv: list[str]) -> tuple:
+        ident = str(task)
+        return ("run", task, argv, os.fspath(self._log_path(task)),
+                {**self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident})
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
+        replies = self._read_replies()
         outcomes, self._immediate = self._immediate, []
-        for reply in self._read_replies():
+        for reply in replies:
             kind, task = reply[0], reply[1]
             if kind == "dropped":
                 for dropped in reply[1]:
                     if self.running.pop(dropped, None) is not None:
                         self._dropped.append(dropped)
                         self._queued -= 1
+                        self._argv.pop(dropped, None)
                 continue
             run = self.running.get(task)
             if run is None:
@@ -133,6 +180,7 @@ class Pool:
             if kind == "started":
                 run.pid, run.t0, run.slot = reply[2], reply[3], reply[4]
                 self._queued -= 1
+                self._argv.pop(task, None)
                 if self.on_start is not None:
                     self.on_start(run)
             elif kind == "ended":
@@ -143,13 +191,21 @@ class Pool:
             elif kind == "error":
                 del self.running[task]
                 self._queued -= 1
+                self._argv.pop(task, None)
                 self._note_start_failure(run.task, reply[2])
                 outcomes.append(Outcome(run, 127, reply[3], reply[2]))
+        if self._pending_loss:
+            self._spawner_lost()
+        if self._immediate:
+            outcomes += self._immediate
+            self._immediate = []
         return outcomes
 
     def drop(self) -> None:
         """Forget the given tasks that have not started; :meth:`take_dropped` returns them."""
-        if self.running:
+        if self.broken is not None:
+            self._drop_unstarted()
+        elif self.running:
             self._send(("drop",))
 
     def take_dropped(self) -> list[int]:
@@ -159,11 +215,11 @@ class Pool:
 
     def signal_all(self, signum: int) -> None:
         """Send ``signum`` to the process group of every started task."""
-        if self.running:
+        if self.running and self.broken is None:
             self._send(("signal", int(signum)))
 
     def close(self) -> None:
-        """End the spawner (it kills whatever still runs) and wait for it."""
+        """End the spawner (it kills whatever still runs) and wait for it, then the sentinel."""
         if self._closed:
             return
         self._closed = True
@@ -173,28 +229,36 @@ class Pool:
         except subprocess.TimeoutExpired:
             self._spawner.kill()
             self._spawner.wait()
-        self._spawner.stdout.close()  # type: ignore[union-attr]
+        os.close(self._replies)
+        if self._spawner.returncode == 0:  # it reaped every task: the sentinel has nothing to do
+            os.write(self._life, _sentinel.GOODBYE)
+        os.close(self._life)
+        try:
+            self._sentinel.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.warning("the pool's sentinel process %d did not exit", self._sentinel.pid)
 
     # -- internals -------------------------------------------------------------------------
 
     def _send(self, request: tuple) -> None:
+        if self._pending_loss:
+            return  # the spawner is gone: what it was sent is resent to the next one
         payload = marshal.dumps(request)
         data = memoryview(_HEADER.pack(len(payload)) + payload)
         try:
             while data:
                 data = data[os.write(self._requests, data) :]
         except BrokenPipeError:
-            self._spawner_lost()
+            self._pending_loss = True  # handled by reap, once the replies it wrote before dying are read
 
     def _read_replies(self) -> list[tuple]:
+        ended = False
         try:
             while chunk := os.read(self._replies, 1 << 16):
                 self._buffer += chunk
+            ended = not self._closed
         except BlockingIOError:
             pass
-        else:
-            if self.running:  # end of file: the spawner died
-                self._spawner_lost()
         replies = []
         buffer = self._buffer
         while len(buffer) >= 4:
@@ -204,16 +268,53 @@ class Pool:
             replies.append(marshal.loads(buffer[4 : 4 + size]))
             buffer = buffer[4 + size :]
         self._buffer = buffer
+        if ended:  # end of file: the spawner died, after the replies just read
+            self._pending_loss = True
         return replies
 
     def _spawner_lost(self) -> None:
-        """The spawner was killed (it ignores stop signals, so something meant it): its tasks
-        were killed with it. Report them as killed."""
+        """The spawner died (it ignores stop signals, so something meant it). Its tasks are
+        orphans now: kill them, report the started runs as interrupted, and give the unstarted
+        ones to a new spawner, unless spawners keep dying."""
+        self._pending_loss = False
+        if self.broken is not None or self._closed:
+            return
+        self._spawner.stdin.close()  # type: ignore[union-attr]
+        try:
+            self._spawner.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # stopped, say, with its output closed: end it
+            self._spawner.kill()
+            self._spawner.wait()
+        how = _death(self._spawner.returncode)
+        for run in self.running.values():
+            if run.pid:
+                _killpg(run.pid)
+        found = _sentinel.kill_tagged(f"MPIFARMER_POOL={self._token}")  # started, the news not yet read
         now = time.time()
+        started = [task for task, run in self.running.items() if run.pid]
+        for task in started:
+            self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now, lost=True))
+        unstarted = len(self.running)
+        if self._restarts.allow(time.monotonic()):
+            logger.error("the spawner process died (%s): killed its %d running tasks (%d processes), which will "
+                         "run again; starting a new spawner for the %d queued", how, len(started), found, unstarted)
+            self._spawner = self._start_spawner()
+            for task in self.running:  # all unstarted; a failed send only marks the new spawner lost
+                self._send(self._run_request(task, self._argv[task]))
+        else:
+            self.broken = (f"the spawner process died {self._restarts.limit} times within "
+                           f"{self._restarts.window:.0f} s, the last {how}")
+            logger.error("%s: killed its %d running tasks (%d processes), which will run again; giving up",
+                         self.broken, len(started), found)
+            self._drop_unstarted()
+
+    def _drop_unstarted(self) -> None:
         for task in list(self.running):
-            self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now))
+            if not self.running[task].pid:
+                del self.running[task]
+                self._dropped.append(task)
+        self._argv.clear()
         self._queued = 0
-        logger.error("the spawner process died; its running tasks were killed")
 
     def _fit(self, argv: list[str], task: Task) -> list[str]:
         """Spill a ``-c`` script too long for the kernel into a file the shell sources instead."""
@@ -230,3 +331,16 @@ class Pool:
                 log.write(f"mpifarmer: {message}\n")
         except OSError:
             pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _death(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"

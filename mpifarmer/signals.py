@@ -47,7 +47,9 @@ class SignalFlags:
         if self._selector is None:
             import selectors
 
-            self._selector = selectors.DefaultSelector()
+            # poll(2), not epoll: it watches descriptor numbers, so a pool that replaces its
+            # spawner's pipe behind the same number (dup2) stays watched.
+            self._selector = selectors.PollSelector()
             self._selector.register(self._read, selectors.EVENT_READ)
         return self._selector
 

@@ -154,6 +154,9 @@ class Worker:
 
     def _reap(self) -> bool:
         outcomes = self.pool.reap()
+        if self.pool.broken is not None and not self.draining:
+            self._send(msg.Stop(self.pool.broken))
+            self._drain(self.pool.broken)
         dropped = self.pool.take_dropped()
         if dropped:
             self._killed.difference_update(dropped)
@@ -166,7 +169,7 @@ class Worker:
         for outcome in outcomes:
             run = outcome.run
             self._unreported.pop(run.task.id, None)
-            killed = run.task.id in self._killed
+            killed = run.task.id in self._killed or outcome.lost
             self._killed.discard(run.task.id)
             ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot, killed))
         self._send(msg.Ended(ends))

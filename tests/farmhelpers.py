@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 
 #: Generous ceiling for one farmer run: a guard against hangs, not a performance assertion.
 HANG = 120
+#: The mpiexec beside this interpreter (the mpich wheel's), else the one on PATH.
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
 
 
 def farmer_cmd(*args: str | os.PathLike[str]) -> list[str]:

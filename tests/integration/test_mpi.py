@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from farmhelpers import HANG, farmer_cmd, journal, rank_pids, run_farmer, runs_per_task, view, wait_for, write_list
+from farmhelpers import (
+    HANG,
+    MPIEXEC,
+    farmer_cmd,
+    journal,
+    rank_pids,
+    run_farmer,
+    runs_per_task,
+    view,
+    wait_for,
+    write_list,
+)
 
-MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install mpich")
 
 

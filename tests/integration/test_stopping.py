@@ -126,17 +126,21 @@ def test_tasks_die_with_a_farmer_killed_by_sigkill(tmp_path: Path, clean_home: d
 
 def test_orphans_of_a_killed_farmer_are_killed_before_their_tasks_rerun(
         tmp_path: Path, clean_home: dict[str, str]) -> None:
-    """If the farmer and its spawner are killed together (kill -9 of the process group), the
+    """If the farmer, its spawner and its sentinel are all killed (as by ``kill -9`` of each), the
     tasks survive in their own process groups; the next farmer kills them before rerunning."""
     marker = f"orphan-{tmp_path.name}"
     tasks = write_list(tmp_path / "tasks.txt", [f"sleep 60 && : {marker}"] * 2)
     farmer = subprocess.Popen(farmer_cmd(tasks, "-n", "2"), env=clean_home, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for(lambda: len(task_processes(marker)) == 2, what="two running tasks")
+    helpers = subprocess.run(["pgrep", "-P", str(farmer.pid)], capture_output=True, text=True).stdout.split()
+    sentinels = [int(pid) for pid in helpers if b"_sentinel" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(sentinels) == 1
+    os.kill(sentinels[0], signal.SIGKILL)
     os.killpg(farmer.pid, signal.SIGKILL)
     farmer.communicate(timeout=HANG)
     time.sleep(0.3)
-    assert len(task_processes(marker)) == 2  # the tasks outlived farmer and spawner
+    assert len(task_processes(marker)) == 2  # nothing was left to kill them
     rerun = start_farmer(tasks, "-n", "2", env=clean_home)
     wait_for(lambda: any(r["e"] == "dead" for r in journal(tmp_path / "tasks.txt_workdir")), what="a dead record")
     time.sleep(0.5)

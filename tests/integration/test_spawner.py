@@ -1,0 +1,181 @@
+"""The spawner can die (OOM killer, a user's kill, a cgroup limit): what happens to its tasks and the farm.
+
+A dead spawner's tasks are killed (their process groups), the runs it held are recorded interrupted and
+run again, a new spawner is started and the farm goes on. A farmer killed together with its spawner does
+not leave its tasks running: a sentinel outside their process group kills them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from farmhelpers import (
+    HANG,
+    MPIEXEC,
+    farmer_cmd,
+    journal,
+    rank_pids,
+    start_farmer,
+    task_processes,
+    view,
+    wait_for,
+    write_list,
+)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in found]
+
+
+def spawner_of(farmer_pid: int) -> int:
+    """The farmer's spawner: its child running _spawnd.py (waits until there is one)."""
+    found: list[int] = []
+
+    def look() -> bool:
+        found[:] = [child for child in _children(farmer_pid)
+                    if b"_spawnd" in Path(f"/proc/{child}/cmdline").read_bytes()]
+        return len(found) == 1
+
+    wait_for(look, what=f"the spawner of {farmer_pid}")
+    return found[0]
+
+
+def start_stop_list(tmp_path: Path, count: int, log: Path, marker: str) -> Path:
+    return write_list(tmp_path / "tasks.txt", [f"echo s {i} >> {log}; sleep 1; echo e {i} >> {log} # {marker}"
+                                               for i in range(count)])
+
+
+def records_of(log: Path) -> tuple[list[int], list[int]]:
+    starts, ends = [], []
+    for line in log.read_text().splitlines():
+        kind, task = line.split()
+        (starts if kind == "s" else ends).append(int(task))
+    return starts, ends
+
+
+def test_a_killed_spawner_is_replaced_and_its_tasks_are_interrupted_not_failed(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    log, marker = tmp_path / "L", f"spawnerkill-{tmp_path.name}"
+    tasks = start_stop_list(tmp_path, 40, log, marker)
+    farmer = start_farmer(tasks, "-n", "4", env=clean_home)
+    spawner = spawner_of(farmer.pid)
+    time.sleep(1.5)
+    held = task_processes(marker)
+    assert len(held) >= 4
+    os.kill(spawner, signal.SIGKILL)
+    # The dead spawner's tasks die at once: none of them writes its end record.
+    wait_for(lambda: not set(held) & set(task_processes(marker)), timeout=5, what="the dead spawner's tasks to die")
+    _, err = farmer.communicate(timeout=HANG)
+    assert farmer.returncode == 0, err
+    assert "spawner" in err
+    workdir = tmp_path / "tasks.txt_workdir"
+    assert view(workdir, "failed") == {}
+    assert sorted(view(workdir, "finished")) == list(range(40))
+    records = journal(workdir)
+    interrupted = {r["id"] for r in records if r["e"] == "end" and r["st"] == "interrupted"}
+    assert len(interrupted) >= 4, "the runs the spawner held were recorded interrupted"
+    assert not [r for r in records if r["e"] == "end" and r["st"] == "failed"]
+    starts, ends = records_of(log)
+    # Every task ended exactly once; the interrupted ones started twice, and only they did.
+    assert sorted(ends) == list(range(40))
+    twice = {task for task in set(starts) if starts.count(task) > 1}
+    assert twice <= interrupted
+    assert task_processes(marker) == []
+
+
+def test_a_spawner_that_keeps_dying_drains_the_farmer_with_exit_3(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    log, marker = tmp_path / "L", f"spawnerloop-{tmp_path.name}"
+    tasks = start_stop_list(tmp_path, 40, log, marker)
+    farmer = start_farmer(tasks, "-n", "2", env=clean_home)
+    killed: set[int] = set()
+    deadline = time.monotonic() + HANG
+    while farmer.poll() is None and time.monotonic() < deadline:
+        for child in _children(farmer.pid):
+            try:
+                if b"_spawnd" in Path(f"/proc/{child}/cmdline").read_bytes() and child not in killed:
+                    os.kill(child, signal.SIGKILL)
+                    killed.add(child)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    _, err = farmer.communicate(timeout=HANG)
+    assert farmer.returncode == 3, err
+    assert len(killed) >= 2, "a new spawner was started after the first death"
+    workdir = tmp_path / "tasks.txt_workdir"
+    assert view(workdir, "failed") == {}
+    assert not [r for r in journal(workdir) if r["e"] == "end" and r["st"] == "failed"]
+    finished = set(view(workdir, "finished"))
+    assert sorted(set(view(workdir, "toprocess")) | finished) == list(range(40))
+    assert task_processes(marker) == []
+
+
+def test_a_killed_spawner_in_lock_mode_fails_nothing_that_others_would_run(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    log, marker = tmp_path / "L", f"spawnerlock-{tmp_path.name}"
+    tasks = write_list(tmp_path / "tasks.txt", [f"sleep 0.2; echo e {i} >> {log} # {marker}" for i in range(60)])
+    farmers = [start_farmer(tasks, "-n", "2", env=clean_home) for _ in range(2)]
+    os.kill(spawner_of(farmers[0].pid), signal.SIGKILL)
+    for farmer in farmers:
+        _, err = farmer.communicate(timeout=HANG)
+        assert farmer.returncode == 0, err
+    workdir = tmp_path / "tasks.txt_workdir"
+    assert view(workdir, "failed") == {}
+    assert sorted(view(workdir, "finished")) == list(range(60))
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install mpich")
+def test_killing_one_ranks_spawner_in_mpi_mode_loses_and_fails_nothing(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    log, marker = tmp_path / "L", f"spawnermpi-{tmp_path.name}"
+    tasks = start_stop_list(tmp_path, 24, log, marker)
+    job = subprocess.Popen([MPIEXEC, "-n", "3", *farmer_cmd(tasks, "-n", "2")], env=clean_home,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: len(rank_pids(tasks)) == 3, what="three ranks")
+        wait_for(lambda: log.exists() and len(records_of(log)[0]) >= 4, what="tasks running")
+        os.kill(spawner_of(rank_pids(tasks)[1]), signal.SIGKILL)
+        _, err = job.communicate(timeout=HANG)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 0, err
+    workdir = tmp_path / "tasks.txt_workdir"
+    assert view(workdir, "failed") == {}
+    assert sorted(view(workdir, "finished")) == list(range(24))
+    assert sorted(records_of(log)[1]) == list(range(24))
+    assert task_processes(marker) == []
+
+
+def test_tasks_die_with_a_farmer_killed_together_with_its_spawner(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """kill -9 of the farmer's whole process group (farmer and spawner at once)."""
+    marker = f"groupkill-{tmp_path.name}"
+    tasks = write_list(tmp_path / "tasks.txt", [f"(sleep 60 && : {marker}) & sleep 60 && : {marker}"] * 2)
+    farmer = subprocess.Popen(farmer_cmd(tasks, "-n", "2"), env=clean_home, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: len(task_processes(marker)) == 4, what="two tasks with two processes each")
+    os.killpg(farmer.pid, signal.SIGKILL)
+    farmer.communicate(timeout=HANG)
+    wait_for(lambda: task_processes(marker) == [], timeout=5, what="the tasks to die with farmer and spawner")
+
+
+def test_tasks_die_when_farmer_and_spawner_are_killed_one_by_one(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """As an OOM killer would: the spawner first (the farmer sees it and acts), or both at once."""
+    marker = f"bothkill-{tmp_path.name}"
+    tasks = write_list(tmp_path / "tasks.txt", [f"sleep 60 && : {marker}"] * 2)
+    farmer = start_farmer(tasks, "-n", "2", env=clean_home)
+    spawner = spawner_of(farmer.pid)
+    wait_for(lambda: len(task_processes(marker)) == 2, what="two running tasks")
+    os.kill(farmer.pid, signal.SIGSTOP)  # so that it cannot act on the spawner's death
+    os.kill(spawner, signal.SIGKILL)
+    os.kill(farmer.pid, signal.SIGKILL)
+    farmer.communicate(timeout=HANG)
+    wait_for(lambda: task_processes(marker) == [], timeout=5, what="the tasks to die")
