@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from mpifarmer import __version__, config, environment
-from mpifarmer.coordinator import EXIT_STOPPED
-from mpifarmer.errors import FarmerError, UsageError, WorkDirError
+from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
 from mpifarmer.farmer import FarmerOptions, run_coordinator, run_worker
 from mpifarmer.requeue import requeue
 from mpifarmer.runners import Runner
+from mpifarmer.signals import process_flags
 from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
 from mpifarmer.store.store import Identity, Store
 from mpifarmer.store.workdir import WorkDir
@@ -30,7 +30,8 @@ exit codes:
   0  nothing is left to claim and no task has failed
   1  nothing is left to claim and some task has failed (see WORKDIR/failed)
   2  usage or input error (nothing was run)
-  3  stopped early (signal or --timeout) with tasks left: run the same command again to resume
+  3  stopped early (signal, --timeout, or the spawner process kept dying) with tasks left: run the
+     same command again to resume
 """
 
 _BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off"}
@@ -200,11 +201,13 @@ def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, F
         workdir.prepare()
         lock_dir = Path(args.lock_dir) if args.lock_dir else None
         lock_path = locate_lock(workdir.root, args.lock_mode, lock_dir, os.environ.get("SCRATCH"))
-        store = Store(workdir, WorkLock(lock_path, args.lock_mode), lease=args.lease_timeout)
+        store = Store(workdir, WorkLock(lock_path, args.lock_mode, stop_requested=_stop_requested),
+                      lease=args.lease_timeout)
         if args.lock_mode == "strict":
-            store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner)
+            store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner,
+                                  stop_requested=_stop_requested)
         try:
-            store.open(tasks, Identity.of_this_process(ranks), task_list=str(task_list),
+            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
                        retry_failed=args.retry_failed)
         except OSError as error:  # disk full, quota, I/O error: nothing was run
             raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
@@ -214,6 +217,10 @@ def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, F
             shutil.rmtree(workdir.root, ignore_errors=True)
         raise
     return store, tasks, _options(args)
+
+
+def _stop_requested() -> bool:
+    return process_flags().stop_requests > 0
 
 
 def _options(args: argparse.Namespace) -> FarmerOptions:

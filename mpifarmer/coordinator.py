@@ -16,23 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpifarmer.errors import EXIT_STOPPED
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.dispatch import Dispatcher
 from mpifarmer.scheduling.ledger import FAILED, FINISHED
 from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.signals import STOP_SIGNALS, SignalFlags
-from mpifarmer.store.store import Store
+from mpifarmer.store.store import CLOSE_GRACE, Store
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.transport import Transport
 from mpifarmer.transport import protocol as msg
 from mpifarmer.watch import TaskListWatcher
+from mpifarmer.wording import counted
 
 __all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "Coordinator", "FarmerOptions"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
+EXIT_DONE, EXIT_FAILED = 0, 1
 
 #: A task killed by a stop signal just before its farmer is asked to stop was most likely
 #: signalled by the same hand (Slurm signals a step's processes together): wait this long
@@ -151,8 +153,8 @@ class Coordinator:
         if self.stop_reason is not None:
             return
         self.stop_reason = reason
-        logger.warning("stopping: %s; the %d tasks given to workers will be interrupted or returned", reason,
-                       self.dispatcher.in_flight)
+        logger.warning("stopping: %s; the %s given to workers will be interrupted or returned", reason,
+                       counted(self.dispatcher.in_flight, "task"))
         released = self.dispatcher.drain()
         if released:
             self.outbox.append(rec.release(self.store.fid, released))
@@ -253,8 +255,8 @@ class Coordinator:
             except OSError as error:
                 self._store_failed(error)
                 return True
-            self.outbox = []
-            if result is not None:
+            if result is not None:  # else the lock was not had (a stop came): the records wait
+                self.outbox = []
                 self.dispatcher.claimed(result.claimed, want, wall)
                 self._holders = result.holders
         batches: dict[int, list[msg.TaskWork]] = {}
@@ -324,9 +326,9 @@ class Coordinator:
             if now - heard > self.options.rank_timeout:
                 self.lost.add(rank)
                 held = self.dispatcher.lose_rank(rank)
-                logger.error("rank %d (%s) has been silent for %.0f s: taken for lost with %d tasks; stopping the "
+                logger.error("rank %d (%s) has been silent for %.0f s: taken for lost with %s; stopping the "
                              "farm (run it again to recover them)", rank, info.host if info else "?", now - heard,
-                             len(held))
+                             counted(len(held), "task"))
                 self.drain(f"rank {rank} was lost")
 
     def _live_ranks(self) -> list[int]:
@@ -348,7 +350,10 @@ class Coordinator:
             return False
         if len(self.ranks) + len(self.lost) < self.transport.size:
             return False  # some rank has not said hello yet
-        return all(verdict is Liveness.LIVE for verdict in self._holders.values())
+        if not all(verdict is Liveness.LIVE for verdict in self._holders.values()):
+            return False
+        # One more look at the task list: lines appended since the last one are work left.
+        return self._watch.poll(time.monotonic(), force=True) == 0
 
     def next_deadline(self) -> float:
         now, wall = time.monotonic(), time.time()
@@ -369,6 +374,7 @@ class Coordinator:
 
         Rank 0 must not leave before any rank, hello or not, or the launcher kills it and reports
         that instead of the exit code."""
+        self._watch.poll(time.monotonic(), force=True)  # so that the stop line counts what the list holds
         code = self._close()
         for rank in self._live_ranks():
             self.transport.send(rank, msg.Finish(code))
@@ -390,28 +396,32 @@ class Coordinator:
 
     def _close(self) -> int:
         try:
-            closed = self.store.close(self.outbox, lock_timeout=5.0 if self.stop_reason else None)
+            closed = self.store.close(self.outbox, lock_timeout=CLOSE_GRACE if self.stop_reason else None)
         except OSError as error:
-            logger.error("could not record the last %d records (%s); the next run will find this farmer dead "
-                         "and return its tasks", len(self.outbox), error.strerror or error)
+            logger.error("could not record the last %s (%s); the next run will find this farmer dead "
+                         "and return its tasks", counted(len(self.outbox), "record"), error.strerror or error)
             return EXIT_STOPPED
         if not closed:
-            logger.error("could not take the work-directory lock to record the last %d records; the next run "
-                         "will find this farmer dead and return its tasks", len(self.outbox))
+            logger.error("could not take the work-directory lock to record the last %s; the next run "
+                         "will find this farmer dead and return its tasks", counted(len(self.outbox), "record"))
         ledger = self.store.ledger
-        if self.store_error is not None or self.lost:
+        if self.store_error is not None or self.lost or not closed:
             return EXIT_STOPPED
-        if self.stop_reason is not None and ledger.pending > 0:
+        if self.stop_reason is not None and (ledger.pending > 0 or self._unrecorded_lines() > 0):
             return EXIT_STOPPED
         return EXIT_FAILED if ledger.count(FAILED) else EXIT_DONE
+
+    def _unrecorded_lines(self) -> int:
+        """Task-list lines this farmer has read that the work directory does not hold yet."""
+        return max(0, len(self.tasks) - len(self.store.ledger))
 
     def log_start(self) -> None:
         ledger = self.store.ledger
         ranks = f" on {self.transport.size} ranks" if self.transport.size > 1 else ""
-        logger.info("mpifarmer: task list %s, work directory %s: %d tasks, %d to run (%d finished, %d failed), "
-                    "%d workers%s, farmer %s", self.options.task_list, self.store.workdir.root, len(ledger),
-                    ledger.pending, ledger.count(FINISHED), ledger.count(FAILED), self.options.proc, ranks,
-                    self.store.fid)
+        logger.info("mpifarmer: task list %s, work directory %s: %s, %d to run (%d finished, %d failed), "
+                    "%s%s, farmer %s", self.options.task_list, self.store.workdir.root, counted(len(ledger), "task"),
+                    ledger.pending, ledger.count(FINISHED), ledger.count(FAILED), counted(self.options.proc, "worker"),
+                    ranks, self.store.fid)
 
     def log_stop(self, code: int) -> None:
         ledger = self.store.ledger
@@ -420,5 +430,5 @@ class Coordinator:
                     "%d finished, %d failed, %d left; wall time %.1f s; exit code %d",
                     self.stop_reason or "no work left", counts[rec.FINISHED], counts[rec.FAILED],
                     counts[rec.INTERRUPTED], ledger.count(FINISHED), ledger.count(FAILED),
-                    len(ledger) - ledger.count(FINISHED) - ledger.count(FAILED), time.monotonic() - self._started,
-                    code)
+                    len(ledger) + self._unrecorded_lines() - ledger.count(FINISHED) - ledger.count(FAILED),
+                    time.monotonic() - self._started, code)

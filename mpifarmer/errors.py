@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "FarmerError",
     "LockError",
+    "Stopped",
     "TaskListChanged",
     "TaskListError",
     "UsageError",
@@ -21,12 +22,20 @@ __all__ = [
 
 #: Exit code for usage and input errors (the same as argparse uses).
 EXIT_USAGE = 2
+#: Exit code of a farmer stopped early with work left (a signal, --timeout).
+EXIT_STOPPED = 3
 
 
 class FarmerError(Exception):
     """Base class of every error mpifarmer reports to its user."""
 
     exit_code: int = EXIT_USAGE
+
+
+class Stopped(FarmerError):
+    """A stop signal arrived before the farm started (while waiting for the lock, say)."""
+
+    exit_code = EXIT_STOPPED
 
 
 class UsageError(FarmerError):

@@ -35,6 +35,7 @@ from mpifarmer import _sentinel, _spawnd
 from mpifarmer.runners import Runner
 from mpifarmer.scheduling.restarts import RestartBudget
 from mpifarmer.task import Task
+from mpifarmer.wording import counted
 
 __all__ = ["Outcome", "Pool", "Run"]
 
@@ -296,16 +297,17 @@ class Pool:
             self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now, lost=True))
         unstarted = len(self.running)
         if self._restarts.allow(time.monotonic()):
-            logger.error("the spawner process died (%s): killed its %d running tasks (%d processes), which will "
-                         "run again; starting a new spawner for the %d queued", how, len(started), found, unstarted)
+            logger.error("the spawner process died (%s): killed its %s (%s), which will run again; starting a "
+                         "new spawner for the %d queued", how, counted(len(started), "running task"),
+                         counted(found, "process", "processes"), unstarted)
             self._spawner = self._start_spawner()
             for task in self.running:  # all unstarted; a failed send only marks the new spawner lost
                 self._send(self._run_request(task, self._argv[task]))
         else:
             self.broken = (f"the spawner process died {self._restarts.limit} times within "
                            f"{self._restarts.window:.0f} s, the last {how}")
-            logger.error("%s: killed its %d running tasks (%d processes), which will run again; giving up",
-                         self.broken, len(started), found)
+            logger.error("%s: killed its %s (%s), which will run again; giving up", self.broken,
+                         counted(len(started), "running task"), counted(found, "process", "processes"))
             self._drop_unstarted()
 
     def _drop_unstarted(self) -> None:

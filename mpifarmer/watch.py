@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+from mpifarmer.wording import counted
 
 __all__ = ["TaskListWatcher"]
 
@@ -39,36 +40,38 @@ class TaskListWatcher:
     def next_poll(self, now: float) -> float:
         return self._next if not self._stopped else now + 3600.0
 
-    def poll(self, now: float) -> None:
-        if self._stopped or now < self._next:
-            return
+    def poll(self, now: float, *, force: bool = False) -> int:
+        """Look for appended lines if a look is due (or ``force``); return how many were added.
+        A farmer forces a look before it concludes that nothing is left, and before it stops."""
+        if self._stopped or (now < self._next and not force):
+            return 0
         self._next = now + self.interval
         try:
             size = os.stat(self.path).st_size
         except OSError:
-            return
+            return 0
         if size == self._size:
-            return
+            return 0
         if size < self._size:
             self._give_up("the task list shrank while the farm ran")
-            return
+            return 0
         if _prefix_digest(self.path, self._offset) != self._digest:
             self._give_up("lines before the appended ones changed while the farm ran")
-            return
+            return 0
         try:
             more = read_task_lines(self.path, start=self._offset, first_lineno=self._lineno,
                                    include_unterminated=False)
         except Exception as error:  # noqa: BLE001 - a bad append must not stop a running farm
             self._give_up(str(error))
-            return
+            return 0
         if more.end == self._offset:
-            return  # only an unfinished line so far
+            return 0  # only an unfinished line so far
         texts = more.texts
         if self._recheck_tail:
             self._recheck_tail = False
             if not texts or texts[0] != self.tasks.texts[-1]:
                 self._give_up(f"line {self._lineno} changed while the farm ran")
-                return
+                return 0
             texts, linenos = texts[1:], more.linenos[1:]
         else:
             linenos = more.linenos
@@ -78,7 +81,8 @@ class TaskListWatcher:
         if texts:
             self.tasks.texts.extend(texts)
             self.tasks.linenos.extend(linenos)
-            logger.info("%d tasks appended to %s", len(texts), self.path)
+            logger.info("%s appended to %s", counted(len(texts), "task"), self.path)
+        return len(texts)
 
     def _give_up(self, why: str) -> None:
         self._stopped = True

@@ -39,6 +39,7 @@ class FarmerInfo:
     pid_start: int | None = None
     job: str | None = None
     restart: int = 0
+    lock: str | None = None  # its --lock-mode (None in journals older than the field)
     registered: float = 0.0
     gone: bool = False
     held: set[int] = field(default_factory=set)
@@ -53,6 +54,7 @@ class FarmerInfo:
             pid_start=record.get("pst"),
             job=record.get("job"),
             restart=int(record.get("restart", 0)),
+            lock=record.get("lock"),
             registered=float(record.get("t", 0.0)),
         )
 

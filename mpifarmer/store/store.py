@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpifarmer import environment
-from mpifarmer.errors import TaskListChanged
+from mpifarmer.errors import LockError, TaskListChanged
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import FarmerInfo, Ledger
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
@@ -28,10 +28,14 @@ from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.views import Snapshot, write_views
 from mpifarmer.store.workdir import WorkDir, atomic_write
 from mpifarmer.tasklists.reader import TaskLines
+from mpifarmer.wording import counted
 
 __all__ = ["Identity", "Store", "SyncResult"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a farmer asked to stop while it waits to record its last results keeps waiting.
+CLOSE_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,17 @@ class Identity:
     job: str | None = None
     restart: int = 0
     ranks: int = 1
+    lock: str = "flock"  # the lock mode it uses
 
     @classmethod
-    def of_this_process(cls, ranks: int = 1) -> Identity:
+    def of_this_process(cls, ranks: int = 1, lock: str = "flock") -> Identity:
         slurm = environment.slurm()
         return cls(environment.hostname(), environment.boot_id(), os.getpid(),
-                   environment.pid_start(os.getpid()), slurm.job_key, slurm.restart_count, ranks)
+                   environment.pid_start(os.getpid()), slurm.job_key, slurm.restart_count, ranks, lock)
 
     def as_record(self) -> dict[str, Any]:
         return {"host": self.host, "boot": self.boot, "pid": self.pid, "pst": self.pid_start,
-                "job": self.job, "restart": self.restart, "ranks": self.ranks}
+                "job": self.job, "restart": self.restart, "ranks": self.ranks, "lock": self.lock}
 
 
 @dataclass
@@ -92,6 +97,7 @@ class Store:
             self.workdir.remove_temporaries()
             self.ledger.apply_all(self.journal.read_new())
             self._check_unchanged(tasks, task_list)
+            self._check_lock_mode(identity.lock)
             out: list[dict[str, Any]] = []
             known = len(self.ledger)
             if len(tasks) > known:
@@ -128,7 +134,7 @@ class Store:
                 self.ledger.apply(record)
                 out.append(record)
         if out:
-            logger.info("took over PyTaskFarmer's work directory: %d tasks already done", len(out))
+            logger.info("took over PyTaskFarmer's work directory: %s already done", counted(len(out), "task"))
         return out
 
     def _register(self, identity: Identity, out: list[dict[str, Any]]) -> None:
@@ -141,6 +147,24 @@ class Store:
         with atomic_write(self.workdir.heartbeat(self.fid)) as stream:
             json.dump(identity.as_record() | {"fid": self.fid}, stream)
         self._last_beat = self.clock()
+
+    def _check_lock_mode(self, mode: str) -> None:
+        """Refuse to join a live farmer that uses another lock mode: the two locks are different
+        files, so neither would exclude the other. (Two farmers of different modes that start
+        within the same millisecond can still both pass; this guards the usual mistake.)"""
+        for other in self.ledger.farmers.values():
+            if other.gone or other.lock in (None, mode):
+                continue
+            if other.host == environment.hostname() and other.boot == environment.boot_id():
+                if not environment.pid_alive(other.pid, other.pid_start):
+                    continue
+            else:
+                age = _age(self.workdir.heartbeat(other.fid))
+                if age is None or age > self.lease:
+                    continue
+            raise LockError(self.lock.path, f"farmer {other.fid} (pid {other.pid} on {other.host}) works on "
+                            f"{self.workdir.root} with --lock-mode {other.lock}, and farmers of different lock modes "
+                            f"do not exclude each other: use --lock-mode {other.lock}, or wait until it ends")
 
     def _check_unchanged(self, tasks: TaskLines, task_list: str) -> None:
         recorded = self.ledger.lines
@@ -184,8 +208,13 @@ class Store:
         return SyncResult(claim["ids"] if claim else [], holders)
 
     def close(self, out: list[dict[str, Any]], lock_timeout: float | None = None) -> bool:
-        """Append ``out`` and a ``bye``, rewrite the views; False if the lock was not had."""
-        if not self.lock.acquire(lock_timeout):
+        """Append ``out`` and a ``bye``, rewrite the views; False if the lock was not had within
+        ``lock_timeout``, or, with none, within CLOSE_GRACE of a stop request."""
+        if lock_timeout is not None:
+            had = self.lock.acquire(lock_timeout, stoppable=False)
+        else:
+            had = self.lock.acquire() or self.lock.acquire(CLOSE_GRACE, stoppable=False)
+        if not had:
             return False
         try:
             self.ledger.apply_all(self.journal.read_new())
@@ -232,8 +261,8 @@ class Store:
             verdict, why = judge(other, self.me, facts, lease=self.lease, beat_interval=self.beat_interval)
             holders[other.fid] = verdict
             if verdict is Liveness.DEAD:
-                logger.warning("farmer %s is dead (%s): its %d claimed tasks are pending again",
-                               other.fid, why, len(other.held))
+                logger.warning("farmer %s is dead (%s): its %s pending again", other.fid, why,
+                               counted(len(other.held), "claimed task is", "claimed tasks are"))
                 self._kill_orphans(other)
                 record = rec.dead(other.fid, self.fid, why, now)
                 self.ledger.apply(record)

@@ -196,3 +196,14 @@ def test_a_pytaskfarmer_work_directory_of_another_list_is_refused(tmp_path: Path
     assert result.returncode == 2
     assert "finished:1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (workdir / "finished").read_text() == "1 echo something else\n"
+
+
+def test_count_words_agree_with_their_numbers(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    tasks = write_list(tmp_path / "tasks.txt", ["true"])
+    result = run_farmer(tasks, "-n", "1", env=clean_home)
+    assert result.returncode == 0, result.stderr
+    assert ": 1 task, 1 to run" in result.stderr and "1 worker," in result.stderr, result.stderr
+    assert "1 workers" not in result.stderr and "1 tasks" not in result.stderr
+    more = write_list(tmp_path / "more.txt", ["true", "true"])
+    result = run_farmer(more, "-n", "2", env=clean_home)
+    assert ": 2 tasks, 2 to run" in result.stderr and "2 workers," in result.stderr, result.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -150,3 +152,41 @@ def test_farmers_exit_codes_documented_in_help() -> None:
     for option in ("--proc", "--timeout", "--workdir", "--verbose", "--runner", "--tasklist", "--retry-failed",
                    "--lock-mode", "--lock-dir", "--lease-timeout", "--version"):
         assert option in result.stdout
+
+
+def test_lines_appended_near_the_end_are_run_by_farmers_about_to_leave(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """Appended after the farmers' last look at the list and before they conclude that nothing is left."""
+    out = tmp_path / "out"
+    tasks = counting_list(tmp_path, 10, 0.8, out)
+    farmers = [start_farmer(tasks, "-n", "1", env=clean_home) for _ in range(2)]
+    time.sleep(2.5)
+    with tasks.open("a") as stream:
+        stream.write("".join(f"sleep 0.1; echo {i} >> {out}\n" for i in range(10, 20)))
+    errors = []
+    for farmer in farmers:
+        _, err = farmer.communicate(timeout=HANG)
+        assert farmer.returncode == 0, err
+        errors.append(err)
+    assert runs_per_task(out) == {i: 1 for i in range(20)}
+    assert sorted(view(tmp_path / "tasks.txt_workdir", "finished")) == list(range(20))
+    # Each stop line counts what the list holds (the first farmer to leave may leave the last tasks to
+    # the other, which holds them), and the work directory ends complete.
+    for err in errors:
+        finished, failed, left = map(int, re.search(r"work directory: (\d+) finished, (\d+) failed, (\d+) left",
+                                                    err).groups())
+        assert finished + failed + left == 20, err
+    assert any("work directory: 20 finished, 0 failed, 0 left" in err for err in errors), errors
+
+
+def test_the_stop_line_counts_lines_appended_but_not_yet_recorded(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    tasks = counting_list(tmp_path, 2, 1.5, tmp_path / "out")
+    farmer = start_farmer(tasks, "-n", "2", env=clean_home)
+    time.sleep(1)
+    with tasks.open("a") as stream:
+        stream.write("true\ntrue\ntrue\n")
+    farmer.send_signal(signal.SIGTERM)
+    _, err = farmer.communicate(timeout=HANG)
+    assert farmer.returncode == 3, err
+    assert "work directory: 0 finished, 0 failed, 5 left" in err, err

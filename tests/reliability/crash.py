@@ -19,6 +19,9 @@ a busy machine is not):
 * ``fault-before|torn|after``: ``MPIFARMER_FAULT=N:WHERE`` makes the farmer SIGKILL itself at its N-th
   journal append, before writing, after writing half of it, or after writing all of it;
 * ``tail``: SIGKILL shortly after the last tasks started, while the farmer finishes them and shuts down;
+* ``spawner``: SIGKILL of the farmer's spawner (in MPI mode, of one rank's spawner, chosen at random) after a
+  random delay, as an OOM killer or a user's ``kill`` might: the farmer is not killed and must go on, kill the
+  spawner's tasks, record them interrupted (never failed) and finish the list with exit code 0;
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
   (a stop, not a kill; the runs it recorded interrupted may run again).
@@ -43,8 +46,9 @@ What is checked after every kill (the state the next farmer starts from):
 
 And at the end of every round: each task has exactly one finished record and that record's run is its last
 run, which completed (wrote its end); every extra run belonged to a farmer that was killed (a duplicate is
-allowed only for a task running when a kill landed, or recorded interrupted by a farmer that drained on
-SIGTERM); every farmer that was not killed exited 0 without a
+allowed only for a task running when a kill landed, recorded interrupted by a farmer that drained on
+SIGTERM or whose spawner was killed, or a run cut short by the pool of a farmer whose spawner was killed);
+no task is ever recorded failed; every farmer that was not killed exited 0 without a
 traceback; the views are exact (every task finished, nothing pending, running or failed) and the timeline
 has one event per recorded end; no task process is left behind.
 """
@@ -189,6 +193,7 @@ class Figures:
     rounds: int = 0
     kills: int = 0
     stops: int = 0  # SIGTERMed farmers that drained and exited 3 before their SIGKILL
+    spawner_kills: int = 0  # spawners killed under a farmer that went on
     kinds: Counter = field(default_factory=Counter)
     last_record: Counter = field(default_factory=Counter)  # the killed farmer's last journal record kind
     tasks: int = 0
@@ -210,7 +215,8 @@ class Figures:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
         last = ", ".join(f"{k} {v}" for k, v in sorted(self.last_record.items()))
         return (f"{self.mode}: {self.kills} kills survived in {self.rounds} rounds ({kinds}); last record before "
-                f"the kill: {last}; {self.stops} farmers drained on SIGTERM before their SIGKILL; "
+                f"the kill: {last}; {self.spawner_kills} spawners killed under a running farmer; {self.stops} farmers "
+                f"drained on SIGTERM before their SIGKILL; "
                 f"{self.farmers} farmers started; {self.tasks} tasks, {self.runs} runs, {self.duplicates} "
                 f"duplicates, {self.unexplained} unexplained duplicates, {self.losses} losses, {self.overlaps} "
                 f"overlaps, {self.finished_reruns} reruns of finished tasks; {self.checks} state checks; "
@@ -222,7 +228,7 @@ class Figures:
 
 @dataclass
 class Plan:
-    kind: str  # none, delay, fault-before, fault-torn, fault-after, tail, drain
+    kind: str  # none, delay, spawner, fault-before, fault-torn, fault-after, tail, drain
     delay: float = 0.0
     fault: str | None = None
     grace: float = 0.0  # drain: from the SIGTERM to the SIGKILL
@@ -238,6 +244,31 @@ class Farmer:
     killed_at: float | None = None
     tail_since: float | None = None
     signalled_at: float | None = None
+    spawner_killed_at: float | None = None
+
+    def kill_spawner(self, rng: random.Random) -> bool:
+        """SIGKILL the spawner (of one rank, chosen at random, in an MPI job); False if none runs yet."""
+        spawners = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if b"_spawnd" not in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    continue
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid, pgid = (int(field) for field in stat[stat.rindex(")") + 2 :].split()[1:3])
+            except (OSError, ValueError):
+                continue
+            if (pgid == self.proc.pid) if self.group else (ppid == self.proc.pid):
+                spawners.append(int(entry))
+        if not spawners:
+            return False
+        try:
+            os.kill(rng.choice(sorted(spawners)), signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        self.spawner_killed_at = time.time()
+        return True
 
     def terminate(self) -> None:
         """SIGTERM, as Slurm sends before SIGKILL (mpiexec forwards it to every rank)."""
@@ -261,8 +292,10 @@ class Farmer:
 def choose_plan(rng: random.Random, mode: str) -> Plan:
     draw = rng.random()
     startup = 1.5 if mode == "mpi" else 0.6  # interpreter (and MPI) start-up comes first
-    if draw < 0.40:
+    if draw < 0.30:
         return Plan("delay", delay=rng.uniform(0.0, startup + 1.5))
+    if draw < 0.40:
+        return Plan("spawner", delay=rng.uniform(startup, startup + 1.5))
     if draw < 0.75:
         where = rng.choice(("before", "torn", "after"))
         return Plan(f"fault-{where}", fault=f"{rng.randint(1, 25)}:{where}")
@@ -303,6 +336,7 @@ class Round:
         self.killed_fids: set[str] = set()
         self.signalled_fids: set[str] = set()  # farmers that drained on SIGTERM and exited 3
         self.clean_fids: set[str] = set()
+        self.spawner_fids: set[str] = set()  # farmers that went on after their spawner (or a rank's) was killed
         self.frozen: dict[int, set[str]] = {}  # task -> nonces when it was first seen recorded finished
         self.started = 0
         self.where = f"{mode} round {number}"
@@ -415,6 +449,8 @@ class Round:
             self.check(after_kill=False)
             return True
         self.clean_fids |= fids
+        if farmer.spawner_killed_at is not None:
+            self.spawner_fids |= fids
         if rc != 0 or "Traceback" in text:
             self.figures.problem(f"{self.where}: farmer {sorted(fids)} (plan {farmer.plan}) exited {rc}; "
                                  f"stderr:\n{text[-3000:]}")
@@ -458,6 +494,10 @@ class Round:
             return
         if plan.kind == "delay" and now - farmer.spawned >= plan.delay:
             farmer.kill()
+        elif plan.kind == "spawner" and farmer.spawner_killed_at is None and now - farmer.spawned >= plan.delay:
+            if farmer.kill_spawner(self.rng):
+                self.kills_left -= 1
+                self.figures.spawner_kills += 1
         elif plan.kind == "drain":
             if farmer.signalled_at is None and now - farmer.spawned >= plan.delay:
                 farmer.terminate()
@@ -546,8 +586,11 @@ class Round:
         figures, where = self.figures, self.where
         journal = read_journal(self.workdir / "journal.jsonl")
         recorded = finished_records(journal.records)
-        interrupted = {(int(r["id"]), r.get("f")) for r in journal.records
-                       if r["e"] == "end" and r.get("st") == "interrupted" and r.get("f") in self.signalled_fids}
+        interrupted = {(int(r["id"]), r.get("f")) for r in journal.records if r["e"] == "end" and r.get("st") ==
+                       "interrupted" and r.get("f") in self.signalled_fids | self.spawner_fids}
+        failed = sorted({int(r["id"]) for r in journal.records if r["e"] == "end" and r.get("st") == "failed"})
+        if failed:
+            figures.problem(f"{where}: tasks recorded failed (none of them can fail): {failed[:10]}")
         runs = read_runs(self.out)
         figures.tasks += self.count
         for task in range(self.count):
@@ -569,6 +612,8 @@ class Round:
             for extra in task_runs[:-1]:
                 if extra.farmer in self.killed_fids or (task, extra.farmer) in interrupted:
                     continue
+                if extra.farmer in self.spawner_fids and extra.end is None:
+                    continue  # killed with the spawner before its start was known to the pool
                 figures.unexplained += 1
                 figures.problem(f"{where}: task {task} ran more than once, and run {extra.nonce} belonged "
                                 f"to farmer {extra.farmer or '?'}, which was neither killed nor recorded it "

@@ -139,7 +139,7 @@ def test_lines_appended_while_farmers_run_all_run_once(tmp_path: Path, clean_hom
     for line in out.read_text().splitlines():
         task, proc_number = line.split()
         assert task == proc_number, f"task {task} ran as PROC_NUMBER {proc_number}"
-    noticed = sum("tasks appended" in err.read_text() for err in errs)
+    noticed = sum(" appended to " in err.read_text() for err in errs)
     assert noticed >= 1
     report(f"concurrency: 3 farmers, {initial} tasks + {count - initial} appended in 3 batches while running: "
            f"all ran once ({noticed} farmers noticed appends themselves)")

@@ -2,7 +2,9 @@
 
 The session fixture ``slurm_cluster`` runs ``slurm/testcluster/up.sh`` (which
 installs and starts Slurm if needed, and is a quick health check when the
-cluster is already up). Set ``MPIFARMER_SKIP_SLURM=1`` to skip these tests;
+cluster is already up). A cluster this session started is stopped again with
+``down.sh`` when the session ends; one that was already up is left running.
+Set ``MPIFARMER_SKIP_SLURM=1`` to skip these tests;
 otherwise a failing up.sh is reported as a test error, never as a skip.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 UP_SH = REPO / "slurm" / "testcluster" / "up.sh"
+DOWN_SH = REPO / "slurm" / "testcluster" / "down.sh"
+DAEMONS = ("slurmctld", "slurmd", "munged")
 HERE = Path(__file__).resolve().parent
 
 # Cold start installs packages with apt; give it plenty of time.
@@ -107,10 +112,25 @@ class SlurmCluster:
             return f"(squeue failed: {exc})"
 
 
+def daemons_running() -> set[str]:
+    """Which of the test cluster's daemons run on this host now."""
+    running = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                name = Path(f"/proc/{entry}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name in DAEMONS:
+                running.add(name)
+    return running
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster() -> SlurmCluster:
+def slurm_cluster() -> Iterator[SlurmCluster]:
     if os.environ.get("MPIFARMER_SKIP_SLURM") == "1":
         pytest.skip("MPIFARMER_SKIP_SLURM=1: Slurm cluster tests skipped")
+    was_up = daemons_running()
     cluster = SlurmCluster()
     try:
         proc = subprocess.run(
@@ -135,4 +155,7 @@ def slurm_cluster() -> SlurmCluster:
             pytrace=False,
         )
     cluster.up_output = proc.stderr
-    return cluster
+    yield cluster
+    if not was_up:  # this session started it: leave the machine as it found it
+        subprocess.run(["bash", str(DOWN_SH)], capture_output=True, timeout=120, env=cluster.env,
+                       stdin=subprocess.DEVNULL)

@@ -64,17 +64,42 @@ def hold(holders: list[Holder], path: Path, mode: str) -> Holder:
     return holder
 
 
-def expected_outside_name(directory: Path, workdir: Path) -> Path:
+def expected_outside_name(directory: Path, workdir: Path, mode: str = "flock") -> Path:
     digest = hashlib.sha1(os.fsencode(workdir.resolve())).hexdigest()[:16]
-    return directory / f"mpifarmer-{digest}.lock"
+    return directory / f"mpifarmer-{digest}{'' if mode == 'flock' else '.' + mode}.lock"
 
 
 # -- locate_lock -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", LOCK_MODES)
-def test_lock_lives_in_the_work_dir_by_default(tmp_path: Path, mode: str) -> None:
-    assert locate_lock(tmp_path, mode, None, None) == tmp_path / "lock"
+def test_lock_lives_in_the_work_dir_by_default_with_a_name_per_mode(tmp_path: Path, mode: str) -> None:
+    # A name per mode: what one mode leaves behind (flock's empty file) must not block another.
+    expected = {"flock": "lock", "soft": "lock.soft", "strict": "lock.strict"}[mode]
+    assert locate_lock(tmp_path, mode, None, None) == tmp_path / expected
+
+
+def test_a_stop_request_ends_the_wait_for_a_held_lock(tmp_path: Path, holders: list[Holder]) -> None:
+    for mode in LOCK_MODES:
+        hold(holders, tmp_path / f"l-{mode}", mode)
+        asked = []
+        lock = WorkLock(tmp_path / f"l-{mode}", mode, stop_requested=lambda: bool(asked.append(1)) or True)
+        started = time.monotonic()
+        assert not lock.acquire()
+        assert time.monotonic() - started < 5 and asked
+        assert not lock.acquire(timeout=0.5, stoppable=False)  # not stoppable: waits its timeout
+
+
+def test_an_empty_soft_marker_is_taken_over_once_older_than_stale_after(tmp_path: Path) -> None:
+    marker = tmp_path / "lock.soft"
+    marker.touch()
+    assert not WorkLock(marker, "soft", stale_after=60).acquire(timeout=1.5)  # fresh: its farmer may write it
+    old = time.time() - 61
+    os.utime(marker, (old, old))
+    lock = WorkLock(marker, "soft", stale_after=60)
+    assert lock.acquire(timeout=5)
+    assert marker.read_text()  # now a real marker, ours
+    lock.release()
 
 
 def test_missing_lock_dir_is_an_error_naming_the_option(tmp_path: Path) -> None:
@@ -91,7 +116,7 @@ def test_lock_in_a_lock_dir_is_named_by_a_hash_of_the_work_dir(tmp_path: Path, m
     for directory in (locks, first, second):
         directory.mkdir()
     one, two = locate_lock(first, mode, locks, None), locate_lock(second, mode, locks, None)
-    assert one == expected_outside_name(locks, first)
+    assert one == expected_outside_name(locks, first, mode)
     assert one.parent == locks and one != two
     assert one.name.startswith("mpifarmer-") and one.name.endswith(".lock")
 
