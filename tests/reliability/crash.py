@@ -247,20 +247,29 @@ class Farmer:
     spawner_killed_at: float | None = None
 
     def kill_spawner(self, rng: random.Random) -> bool:
-        """SIGKILL the spawner (of one rank, chosen at random, in an MPI job); False if none runs yet."""
-        spawners = []
+        """SIGKILL the spawner (of one rank, chosen at random, in an MPI job); False if none runs yet.
+        MPI ranks run in sessions of their own under Hydra's proxies: spawners are found by ancestry."""
+        parents: dict[int, int] = {}
+        candidates = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                if b"_spawnd" not in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    continue
                 stat = Path(f"/proc/{entry}/stat").read_text()
-                ppid, pgid = (int(field) for field in stat[stat.rindex(")") + 2 :].split()[1:3])
+                parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+                if b"_spawnd" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    candidates.append(int(entry))
             except (OSError, ValueError):
                 continue
-            if (pgid == self.proc.pid) if self.group else (ppid == self.proc.pid):
-                spawners.append(int(entry))
+
+        def descends(pid: int) -> bool:  # from the farmer (an MPI rank: mpiexec, proxy, rank, spawner)
+            for _ in range(4):
+                pid = parents.get(pid, 0)
+                if pid == self.proc.pid:
+                    return True
+            return False
+
+        spawners = [pid for pid in candidates if descends(pid)]
         if not spawners:
             return False
         try:
