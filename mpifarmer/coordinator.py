@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpifarmer.errors import EXIT_STOPPED
+from mpifarmer.scheduling import policy
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.dispatch import Dispatcher
 from mpifarmer.scheduling.ledger import FAILED, FINISHED
 from mpifarmer.scheduling.liveness import Liveness
-from mpifarmer.signals import STOP_SIGNALS, SignalFlags
+from mpifarmer.scheduling.policy import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED
+from mpifarmer.signals import SignalFlags
 from mpifarmer.store.store import CLOSE_GRACE, Store
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
@@ -33,30 +34,6 @@ from mpifarmer.wording import counted
 __all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "Coordinator", "FarmerOptions"]
 
 logger = logging.getLogger(__name__)
-
-EXIT_DONE, EXIT_FAILED = 0, 1
-
-#: A task killed by a stop signal just before its farmer is asked to stop was most likely
-#: signalled by the same hand (Slurm signals a step's processes together): wait this long
-#: before calling it failed.
-SIGNAL_DEATH_HOLD = 1.0
-_STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGKILL))
-
-
-def _stop_signalled(returncode: int) -> bool:
-    """Whether a task's end looks like a stop signal's doing: death by one, or bash's exit status
-    128+N when the signal killed the program bash ran before bash itself."""
-    return -returncode in _STOP_SIGNAL_NUMBERS or returncode - 128 in _STOP_SIGNAL_NUMBERS
-
-
-#: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
-PREFETCH_LEAD = 0.1
-PREFETCH_MAX = 4096
-#: Prefetch is retuned every RETUNE_INTERVAL seconds; before the first retune that saw tasks
-#: end, every RETUNE_FIRST seconds, or as soon as RETUNE_EARLY_ENDS tasks have ended, so that
-#: a run of short tasks gets its prefetch within milliseconds.
-RETUNE_INTERVAL, RETUNE_FIRST, RETUNE_EARLY_ENDS = 1.0, 0.2, 16
-
 
 @dataclass
 class FarmerOptions:
@@ -93,7 +70,8 @@ class Tally:
 
 
 class Coordinator:
-    """Decides nothing itself: it wires the dispatcher and the store to the ranks."""
+    """Decides nothing itself: it feeds what it observes to the dispatcher and to
+    :mod:`mpifarmer.scheduling.policy`, and carries their decisions to the store and the ranks."""
 
     def __init__(self, options: FarmerOptions, store: Store, tasks: TaskLines, handler: TaskList,
                  transport: Transport, flags: SignalFlags) -> None:
@@ -116,9 +94,7 @@ class Coordinator:
         self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval)
         self._started = time.monotonic()
         self._deadline = self._started + options.timeout if options.timeout else None
-        self._retuned = self._started
-        self._retune_at = self._started + RETUNE_FIRST
-        self._tuned = False  # no retune has seen a task end yet
+        self._retune = policy.RetuneSchedule(self._started)
         self._pinged = self._started
 
     # -- one step ---------------------------------------------------------------------------
@@ -194,8 +170,9 @@ class Coordinator:
         self.dispatcher.add_rank(rank, hello.slots, prefetch=1 if rank else 0)
 
     def _on_end(self, rank: int, end: msg.TaskEnd, now: float) -> None:
-        if _stop_signalled(end.returncode) and not end.killed and self.stop_reason is None:
-            self._held.append(_Held(rank, end, now + SIGNAL_DEATH_HOLD))
+        until = policy.hold_until(end.returncode, killed=end.killed, stopping=self.stop_reason is not None, now=now)
+        if until is not None:
+            self._held.append(_Held(rank, end, until))
         else:
             self._record_end(rank, end)
 
@@ -212,17 +189,10 @@ class Coordinator:
 
     def _record_end(self, rank: int, end: msg.TaskEnd) -> None:
         code = end.returncode
-        if code == 0:
-            state = rec.FINISHED
-        elif end.killed or self.stop_reason is not None:
-            state = rec.INTERRUPTED
-        elif self._disk_full():
-            # Most likely the task failed because its output could not be written: not the
-            # task's fault, so it runs again once there is space.
-            state = rec.INTERRUPTED
-            self.drain("the work directory's filesystem is full; free space and run the same command again")
-        else:
-            state = rec.FAILED
+        state, drain = policy.classify_end(code, killed=end.killed, stopping=self.stop_reason is not None,
+                                           disk_full=self._disk_full)
+        if drain is not None:
+            self.drain(drain)
         self.tally.counts[state] += 1
         info = self.ranks.get(rank)
         if info is not None:
@@ -283,8 +253,8 @@ class Coordinator:
             if self.store_error is None:
                 self._store_failed(error)
         self._watch.poll(now)
-        if now >= self._retune_at or (not self._tuned and self._ended_since_retune() >= RETUNE_EARLY_ENDS):
-            self._retune(now)
+        if self._retune.due(now, sum(info.ended for info in self.ranks.values())):
+            self._retune_prefetch(now)
         if now - self._pinged >= 1.0:
             self._pinged = now
             for rank in self._live_ranks():
@@ -292,44 +262,26 @@ class Coordinator:
                     self.transport.send(rank, msg.Ping())
         self._check_ranks(now)
 
-    def _retune(self, now: float) -> None:
-        """Size each rank's prefetch to a tenth of a second of its recent throughput.
-
-        A rank then starts its next task the moment a slot frees, before any bookkeeping, and
-        holds no more than it starts within a tenth of a second. Remote ranks keep at least one
-        ahead, so that none waits a message round trip; rank 0's worker is in process.
-        """
-        elapsed = now - self._retuned
-        ended = 0
+    def _retune_prefetch(self, now: float) -> None:
+        """Size each rank's prefetch to its recent throughput (see policy.prefetch_for): a rank
+        then starts its next task the moment a slot frees, before any bookkeeping."""
+        ended = sum(info.ended for info in self.ranks.values())
+        elapsed = max(self._retune.retuned(now, ended), 1e-3)
         for rank, info in self.ranks.items():
-            state = self.dispatcher.ranks.get(rank)
-            if state is not None:
-                rate = info.ended / max(elapsed, 1e-3)
-                state.prefetch = max(1 if rank else 0, min(PREFETCH_MAX, int(rate * PREFETCH_LEAD)))
-            ended += info.ended
+            self.dispatcher.set_prefetch(rank, policy.prefetch_for(info.ended / elapsed, remote=rank != 0))
             info.ended = 0
-        self._retuned = now
-        self._tuned = self._tuned or ended > 0
-        self._retune_at = now + (RETUNE_INTERVAL if ended else RETUNE_FIRST)
-
-    def _ended_since_retune(self) -> int:
-        return sum(info.ended for info in self.ranks.values())
 
     def _check_ranks(self, now: float) -> None:
-        """A rank silent for ``rank_timeout`` is lost (killed, node gone, hung)."""
-        expected = range(1, self.transport.size)
-        for rank in expected:
-            if rank in self.lost:
-                continue
+        heard = {rank: info.heard for rank, info in self.ranks.items()}
+        for rank, quiet in policy.silent_ranks(heard, size=self.transport.size, lost=self.lost, started=self._started,
+                                               now=now, timeout=self.options.rank_timeout):
+            self.lost.add(rank)
+            held = self.dispatcher.lose_rank(rank)
             info = self.ranks.get(rank)
-            heard = info.heard if info else self._started
-            if now - heard > self.options.rank_timeout:
-                self.lost.add(rank)
-                held = self.dispatcher.lose_rank(rank)
-                logger.error("rank %d (%s) has been silent for %.0f s: taken for lost with %s; stopping the "
-                             "farm (run it again to recover them)", rank, info.host if info else "?", now - heard,
-                             counted(len(held), "task"))
-                self.drain(f"rank {rank} was lost")
+            logger.error("rank %d (%s) has been silent for %.0f s: taken for lost with %s; stopping the "
+                         "farm (run it again to recover them)", rank, info.host if info else "?", quiet,
+                         counted(len(held), "task"))
+            self.drain(f"rank {rank} was lost")
 
     def _live_ranks(self) -> list[int]:
         """Every rank of the job but the lost, whether or not it has said hello yet: a stop during
@@ -340,24 +292,21 @@ class Coordinator:
 
     @property
     def done(self) -> bool:
-        if self._held:
-            return False
-        if self.stop_reason is not None:
-            return self.dispatcher.in_flight == 0
-        if not self.dispatcher.idle() or not self.dispatcher.ran_dry() or self.store.ledger.pending > 0:
-            return False
-        if len(self.tasks) > len(self.store.ledger):
-            return False
-        if len(self.ranks) + len(self.lost) < self.transport.size:
-            return False  # some rank has not said hello yet
-        if not all(verdict is Liveness.LIVE for verdict in self._holders.values()):
-            return False
-        # One more look at the task list: lines appended since the last one are work left.
+        """Whether the farm is over for this farmer; the last thing it does is look at the task
+        list once more, so that lines appended as the last tasks ended are not left behind."""
+        dispatcher = self.dispatcher
+        over = policy.farm_done(
+            held=len(self._held), stopping=self.stop_reason is not None, in_flight=dispatcher.in_flight,
+            idle=dispatcher.idle(), ran_dry=dispatcher.ran_dry(), pending=self.store.ledger.pending,
+            unrecorded_lines=self._unrecorded_lines(), ranks_known=len(self.ranks) + len(self.lost),
+            size=self.transport.size, holders_live=all(v is Liveness.LIVE for v in self._holders.values()))
+        if not over or self.stop_reason is not None:
+            return over
         return self._watch.poll(time.monotonic(), force=True) == 0
 
     def next_deadline(self) -> float:
         now, wall = time.monotonic(), time.time()
-        candidates = [now + self.store.beat_interval, self._watch.next_poll(now), self._retune_at]
+        candidates = [now + self.store.beat_interval, self._watch.next_poll(now), self._retune.next_at]
         if self.transport.size > 1:
             candidates.append(self._pinged + 1.0)
         if self._deadline is not None and self.stop_reason is None:
@@ -405,11 +354,10 @@ class Coordinator:
             logger.error("could not take the work-directory lock to record the last %s; the next run "
                          "will find this farmer dead and return its tasks", counted(len(self.outbox), "record"))
         ledger = self.store.ledger
-        if self.store_error is not None or self.lost or not closed:
-            return EXIT_STOPPED
-        if self.stop_reason is not None and (ledger.pending > 0 or self._unrecorded_lines() > 0):
-            return EXIT_STOPPED
-        return EXIT_FAILED if ledger.count(FAILED) else EXIT_DONE
+        return policy.exit_code(store_failed=self.store_error is not None, rank_lost=bool(self.lost), closed=closed,
+                                stopping=self.stop_reason is not None,
+                                work_left=ledger.pending > 0 or self._unrecorded_lines() > 0,
+                                failed=ledger.count(FAILED))
 
     def _unrecorded_lines(self) -> int:
         """Task-list lines this farmer has read that the work directory does not hold yet."""

@@ -50,6 +50,12 @@ class Dispatcher:
     def add_rank(self, rank: int, slots: int, prefetch: int = 0) -> None:
         self.ranks[rank] = RankState(slots, prefetch)
 
+    def set_prefetch(self, rank: int, prefetch: int) -> None:
+        """How much ``rank`` may hold beyond its slots from now on (a rank not known is ignored)."""
+        state = self.ranks.get(rank)
+        if state is not None:
+            state.prefetch = prefetch
+
     def lose_rank(self, rank: int) -> list[int]:
         """Forget ``rank``; return the tasks it held (the caller decides their fate)."""
         state = self.ranks.pop(rank, None)

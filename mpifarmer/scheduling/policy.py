@@ -1,0 +1,144 @@
+"""The farm's decisions outside the dispatcher: how a run's end counts, when a signal death is held
+back, how much each rank prefetches and when that is retuned, when a rank is lost, when the farm
+is done, and its exit code.
+
+Pure functions and small state machines: observations and the current time come in as arguments,
+decisions go out; no clock, file, process or MPI call inside. The coordinator reads the world,
+asks here, and carries the answer out.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from mpifarmer.errors import EXIT_STOPPED
+from mpifarmer.scheduling import records as rec
+from mpifarmer.signals import STOP_SIGNALS
+
+__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "PREFETCH_LEAD", "PREFETCH_MAX", "RETUNE_EARLY_ENDS",
+           "RETUNE_FIRST", "RETUNE_INTERVAL", "SIGNAL_DEATH_HOLD", "EndVerdict", "RetuneSchedule", "classify_end",
+           "exit_code", "farm_done", "hold_until", "prefetch_for", "silent_ranks", "stop_signalled"]
+
+EXIT_DONE, EXIT_FAILED = 0, 1
+
+#: A task killed by a stop signal just before its farmer is asked to stop was most likely
+#: signalled by the same hand (Slurm signals a step's processes together): wait this long
+#: before calling it failed.
+SIGNAL_DEATH_HOLD = 1.0
+_STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGKILL))
+
+#: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
+PREFETCH_LEAD = 0.1
+PREFETCH_MAX = 4096
+#: Prefetch is retuned every RETUNE_INTERVAL seconds; before the first retune that saw tasks
+#: end, every RETUNE_FIRST seconds, or as soon as RETUNE_EARLY_ENDS tasks have ended, so that
+#: a run of short tasks gets its prefetch within milliseconds.
+RETUNE_INTERVAL, RETUNE_FIRST, RETUNE_EARLY_ENDS = 1.0, 0.2, 16
+
+# -- a run's end ------------------------------------------------------------------------------
+
+
+def stop_signalled(returncode: int) -> bool:
+    """Whether a task's end looks like a stop signal's doing: death by one, or bash's exit status
+    128+N when the signal killed the program bash ran before bash itself."""
+    return -returncode in _STOP_SIGNAL_NUMBERS or returncode - 128 in _STOP_SIGNAL_NUMBERS
+
+
+def hold_until(returncode: int, *, killed: bool, stopping: bool, now: float) -> float | None:
+    """Until when to hold back an end before classifying it (None: classify it now). A death by a
+    stop signal the farmer did not send waits SIGNAL_DEATH_HOLD for the stop that likely follows."""
+    if stop_signalled(returncode) and not killed and not stopping:
+        return now + SIGNAL_DEATH_HOLD
+    return None
+
+
+class EndVerdict(NamedTuple):
+    state: str  # rec.FINISHED, rec.FAILED or rec.INTERRUPTED
+    drain: str | None = None  # a reason to stop the farm, if this end gives one
+
+
+def classify_end(returncode: int, *, killed: bool, stopping: bool, disk_full: Callable[[], bool]) -> EndVerdict:
+    """How a run's end counts. ``killed``: the farmer's side ended it (a drain, a dead spawner);
+    ``disk_full`` is asked only for a run that would otherwise be failed."""
+    if returncode == 0:
+        return EndVerdict(rec.FINISHED)
+    if killed or stopping:
+        return EndVerdict(rec.INTERRUPTED)
+    if disk_full():
+        # Most likely the task failed because its output could not be written: not the task's
+        # fault, so it runs again once there is space.
+        return EndVerdict(rec.INTERRUPTED, "the work directory's filesystem is full; free space and run the "
+                                           "same command again")
+    return EndVerdict(rec.FAILED)
+
+
+# -- prefetch -----------------------------------------------------------------------------------
+
+
+def prefetch_for(ends_per_second: float, *, remote: bool) -> int:
+    """A rank's prefetch: a tenth of a second of its recent throughput, at most PREFETCH_MAX.
+    Remote ranks keep at least one ahead, so that none waits a message round trip; rank 0's
+    worker is in process."""
+    return max(1 if remote else 0, min(PREFETCH_MAX, int(ends_per_second * PREFETCH_LEAD)))
+
+
+class RetuneSchedule:
+    """When prefetch is retuned: every RETUNE_INTERVAL once tasks have been seen ending; until
+    then every RETUNE_FIRST, or as soon as RETUNE_EARLY_ENDS have ended."""
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+        self.next_at = now + RETUNE_FIRST
+        self.tuned = False  # no retune has seen a task end yet
+
+    def due(self, now: float, ended_since: int) -> bool:
+        return now >= self.next_at or (not self.tuned and ended_since >= RETUNE_EARLY_ENDS)
+
+    def retuned(self, now: float, ended: int) -> float:
+        """Record a retune that saw ``ended`` ends; return the seconds it covered."""
+        elapsed = now - self.last
+        self.last = now
+        self.tuned = self.tuned or ended > 0
+        self.next_at = now + (RETUNE_INTERVAL if ended else RETUNE_FIRST)
+        return elapsed
+
+
+# -- ranks, the end of the farm, the exit code ------------------------------------------------
+
+
+def silent_ranks(heard: Mapping[int, float], *, size: int, lost: set[int], started: float, now: float,
+                 timeout: float) -> list[tuple[int, float]]:
+    """Remote ranks silent for longer than ``timeout`` (a rank never heard from counts from
+    ``started``), with how long: they are lost (killed, node gone, hung)."""
+    silent = []
+    for rank in range(1, size):
+        if rank not in lost:
+            quiet = now - heard.get(rank, started)
+            if quiet > timeout:
+                silent.append((rank, quiet))
+    return silent
+
+
+def farm_done(*, held: int, stopping: bool, in_flight: int, idle: bool, ran_dry: bool, pending: int,
+              unrecorded_lines: int, ranks_known: int, size: int, holders_live: bool) -> bool:
+    """Whether this farmer can stop now, before its last look at the task list. Draining: once
+    nothing is in flight. Otherwise: nothing held back, running, claimable or unrecorded, every
+    rank said hello, and every task left is held by a live farmer."""
+    if held:
+        return False
+    if stopping:
+        return in_flight == 0
+    return (idle and ran_dry and pending == 0 and unrecorded_lines == 0 and ranks_known >= size
+            and holders_live)
+
+
+def exit_code(*, store_failed: bool, rank_lost: bool, closed: bool, stopping: bool, work_left: bool,
+              failed: int) -> int:
+    """0 done, 1 done with failures, 3 stopped with work left (or not recorded for sure)."""
+    if store_failed or rank_lost or not closed:
+        return EXIT_STOPPED
+    if stopping and work_left:
+        return EXIT_STOPPED
+    return EXIT_FAILED if failed else EXIT_DONE
