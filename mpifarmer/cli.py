@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "auto":
         mode = "mpi" if environment.launched_processes() > 1 else "local"
     if mode == "local":
-        store, tasks, options = _open(args)
+        store, tasks, options = _open(args, handler)
         return _finished(args, run_coordinator(options, store, tasks, handler, runner))
     return _run_mpi(args, runner, handler)
 
@@ -188,7 +188,7 @@ def _finished(args: argparse.Namespace, code: int) -> int:
     return code
 
 
-def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
+def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
     """Read the task list and open the work directory: everything that can fail on bad input."""
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
@@ -206,6 +206,7 @@ def _open(args: argparse.Namespace, ranks: int = 1) -> tuple[Store, TaskLines, F
         if args.lock_mode == "strict":
             store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner,
                                   stop_requested=_stop_requested)
+        store.attributes = lambda line: handler.describe(line).attrs
         try:
             store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
                        retry_failed=args.retry_failed)
@@ -246,7 +247,7 @@ def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int
     _Context.rank = transport.rank
     if transport.rank == 0:
         try:
-            store, tasks, options = _open(args, transport.size)
+            store, tasks, options = _open(args, handler, transport.size)
         except FarmerError as error:
             transport.broadcast({"error": str(error)})
             raise

@@ -170,7 +170,7 @@ class Coordinator:
         self.dispatcher.add_rank(rank, hello.slots, prefetch=1 if rank else 0)
 
     def _on_end(self, rank: int, end: msg.TaskEnd, now: float) -> None:
-        until = policy.hold_until(end.returncode, killed=end.killed, stopping=self.stop_reason is not None, now=now)
+        until = policy.hold_until(end.returncode, reason=end.reason, stopping=self.stop_reason is not None, now=now)
         if until is not None:
             self._held.append(_Held(rank, end, until))
         else:
@@ -189,7 +189,7 @@ class Coordinator:
 
     def _record_end(self, rank: int, end: msg.TaskEnd) -> None:
         code = end.returncode
-        state, drain = policy.classify_end(code, killed=end.killed, stopping=self.stop_reason is not None,
+        state, drain = policy.classify_end(code, reason=end.reason, stopping=self.stop_reason is not None,
                                            disk_full=self._disk_full)
         if drain is not None:
             self.drain(drain)
@@ -200,7 +200,8 @@ class Coordinator:
         self.dispatcher.ended(rank, end.id, end.t1 - end.t0)
         self.outbox.append(rec.end(
             self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
-            t0=end.t0, t1=end.t1, host=info.host if info else "?", rank=rank, slot=end.slot))
+            t0=end.t0, t1=end.t1, host=info.host if info else "?", rank=rank, slot=end.slot, why=end.reason,
+            attrs=end.attrs))
         if self.options.verbose or state != rec.FINISHED:
             how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
             log = logger.warning if state == rec.FAILED else logger.info
@@ -233,7 +234,8 @@ class Coordinator:
         lines = self.store.ledger.lines
         for rank, task in self.dispatcher.assign():
             line = lines[task]
-            batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.command(line)))
+            batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.describe(line).command,
+                                                             self.store.ledger.attrs.get(task, {})))
         for rank, works in batches.items():
             self.transport.send(rank, msg.Run(works))
         return bool(batches)

@@ -152,15 +152,17 @@ class Pool:
         self._queued += 1
         self._argv[task.id] = argv
         if self.broken is None:
-            self._send(self._run_request(task.id, argv))
+            self._send(self._run_request(task, argv))
         else:
             self._drop_unstarted()
         return run
 
-    def _run_request(self, task: int, argv: list[str]) -> tuple:
-        ident = str(task)
-        return ("run", task, argv, os.fspath(self._log_path(task)),
-                {**self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident})
+    def _run_request(self, task: Task, argv: list[str]) -> tuple:
+        """The spawner's request: the argv, the log, and the task's own environment (the task's
+        ``env`` attribute, then the farmer's variables, which a task cannot override)."""
+        ident = str(task.id)
+        return ("run", task.id, argv, os.fspath(self._log_path(task.id)),
+                {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident})
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
@@ -301,8 +303,8 @@ class Pool:
                          "new spawner for the %d queued", how, counted(len(started), "running task"),
                          counted(found, "process", "processes"), unstarted)
             self._spawner = self._start_spawner()
-            for task in self.running:  # all unstarted; a failed send only marks the new spawner lost
-                self._send(self._run_request(task, self._argv[task]))
+            for task, run in self.running.items():  # all unstarted; a failed send only marks the new one lost
+                self._send(self._run_request(run.task, self._argv[task]))
         else:
             self.broken = (f"the spawner process died {self._restarts.limit} times within "
                            f"{self._restarts.window:.0f} s, the last {how}")

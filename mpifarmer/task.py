@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
-__all__ = ["Task"]
+__all__ = ["EndReason", "Task", "TaskSpec"]
+
+
+class TaskSpec(NamedTuple):
+    """What a task-list handler makes of a line: the command and the task's attributes."""
+
+    command: str
+    attrs: dict[str, Any] = {}
+
+
+class EndReason(StrEnum):
+    """Why a run ended, as its end travels from the pool to the journal."""
+
+    EXITED = "exited"  # the process exited by itself (its exit code says how)
+    SIGNALLED = "signalled"  # killed by a signal the farmer did not send
+    STOPPED = "stopped"  # stopped by the farmer: a drain (signal, --timeout, a lost rank)
+    LOST = "lost"  # its spawner died and the pool killed it
+    TIMED_OUT = "timed-out"  # ran longer than its time limit (for per-task timeouts)
+    UNAVAILABLE = "unavailable"  # the resources it asked for could not be given (for resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,8 +33,8 @@ class Task:
 
     ``id`` is the 0-based index among the task lines (blank and comment lines do not count),
     ``line`` the text as it stands in the list, ``command`` the shell command the task-list
-    handler made of it. ``attrs`` carries optional per-task attributes (future: cores, GPUs,
-    retries, timeouts) without changing this type.
+    handler made of it. ``attrs`` carries the per-task attributes the handler gave (recorded in
+    the journal with the task; ``env`` is a mapping of extra environment variables for the run).
     """
 
     id: int

@@ -16,9 +16,9 @@ import time
 from collections import deque
 
 from mpifarmer.environment import hostname, pid_start
-from mpifarmer.pool import Pool, Run
+from mpifarmer.pool import Outcome, Pool, Run
 from mpifarmer.signals import SignalFlags
-from mpifarmer.task import Task
+from mpifarmer.task import EndReason, Task
 from mpifarmer.transport import Transport
 from mpifarmer.transport import protocol as msg
 
@@ -142,7 +142,7 @@ class Worker:
         started = False
         while self.queue and not self.draining:
             work = self.queue.popleft()
-            run = self.pool.start(Task(work.id, work.line, work.command))
+            run = self.pool.start(Task(work.id, work.line, work.command, work.attrs))
             started = True
             if work.id in self.pool.running:
                 self._unreported[work.id] = run
@@ -169,11 +169,18 @@ class Worker:
         for outcome in outcomes:
             run = outcome.run
             self._unreported.pop(run.task.id, None)
-            killed = run.task.id in self._killed or outcome.lost
+            ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot,
+                                    self._reason(outcome), run.task.attrs))
             self._killed.discard(run.task.id)
-            ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot, killed))
         self._send(msg.Ended(ends))
         return True
+
+    def _reason(self, outcome: Outcome) -> EndReason:
+        if outcome.lost:
+            return EndReason.LOST
+        if outcome.run.task.id in self._killed:
+            return EndReason.STOPPED
+        return EndReason.SIGNALLED if outcome.returncode < 0 else EndReason.EXITED
 
     def _report_starts(self, now: float) -> None:
         """Report runs going for longer than ``start_flush``: their pids let a later farmer kill

@@ -64,6 +64,8 @@ class Ledger:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        #: Attributes of the tasks that have some, by task ID, as their add records hold them.
+        self.attrs: dict[int, dict[str, Any]] = {}
         self.status = bytearray()
         self.owner: dict[int, str] = {}
         self.farmers: dict[str, FarmerInfo] = {}
@@ -111,12 +113,18 @@ class Ledger:
 
     def _on_add(self, record: dict[str, Any]) -> None:
         first, lines = int(record["first"]), record["lines"]
+        given = record.get("attrs")
         if first != len(self.lines):
             # A duplicate add (two farmers saw the same appended lines) adds nothing.
             if first + len(lines) <= len(self.lines):
                 return
             lines = lines[len(self.lines) - first :]
             first = len(self.lines)
+        if given:
+            base = int(record["first"])
+            for offset, attrs in given.items():
+                if base + int(offset) >= first:
+                    self.attrs[base + int(offset)] = attrs
         self.lines.extend(lines)
         self.status.extend(bytes(len(lines)))
         self.counts[PENDING] += len(lines)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from mpifarmer.errors import EXIT_STOPPED
 from mpifarmer.scheduling import records as rec
 from mpifarmer.signals import STOP_SIGNALS
+from mpifarmer.task import EndReason
 
 __all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "PREFETCH_LEAD", "PREFETCH_MAX", "RETUNE_EARLY_ENDS",
            "RETUNE_FIRST", "RETUNE_INTERVAL", "SIGNAL_DEATH_HOLD", "EndVerdict", "RetuneSchedule", "classify_end",
@@ -46,10 +47,14 @@ def stop_signalled(returncode: int) -> bool:
     return -returncode in _STOP_SIGNAL_NUMBERS or returncode - 128 in _STOP_SIGNAL_NUMBERS
 
 
-def hold_until(returncode: int, *, killed: bool, stopping: bool, now: float) -> float | None:
+#: Ends that the farmer's side caused: the run was cut short, not failed, and runs again.
+_INTERRUPTIONS = frozenset({EndReason.STOPPED, EndReason.LOST, EndReason.UNAVAILABLE})
+
+
+def hold_until(returncode: int, *, reason: str, stopping: bool, now: float) -> float | None:
     """Until when to hold back an end before classifying it (None: classify it now). A death by a
     stop signal the farmer did not send waits SIGNAL_DEATH_HOLD for the stop that likely follows."""
-    if stop_signalled(returncode) and not killed and not stopping:
+    if stop_signalled(returncode) and reason not in _INTERRUPTIONS and not stopping:
         return now + SIGNAL_DEATH_HOLD
     return None
 
@@ -59,12 +64,13 @@ class EndVerdict(NamedTuple):
     drain: str | None = None  # a reason to stop the farm, if this end gives one
 
 
-def classify_end(returncode: int, *, killed: bool, stopping: bool, disk_full: Callable[[], bool]) -> EndVerdict:
-    """How a run's end counts. ``killed``: the farmer's side ended it (a drain, a dead spawner);
-    ``disk_full`` is asked only for a run that would otherwise be failed."""
+def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Callable[[], bool]) -> EndVerdict:
+    """How a run's end counts. ``reason`` an EndReason: a run the farmer's side ended (a drain,
+    a dead spawner) is interrupted; ``disk_full`` is asked only for a run that would otherwise
+    be failed."""
     if returncode == 0:
         return EndVerdict(rec.FINISHED)
-    if killed or stopping:
+    if reason in _INTERRUPTIONS or stopping:
         return EndVerdict(rec.INTERRUPTED)
     if disk_full():
         # Most likely the task failed because its output could not be written: not the task's

@@ -5,11 +5,13 @@ per line, and replayed in order by :class:`mpifarmer.scheduling.ledger.Ledger`. 
 new keys may be added later: readers skip kinds they do not know and keys they do not use.
 
 ====================  =================================================================
-``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines
+``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines (and
+                      ``attrs``: the handler's attributes, by offset from ``first``, if any)
 ``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
 ``claim``             farmer ``f`` claimed tasks ``ids``
 ``start``             a run of task ``id`` started (pid, host, rank, slot, time)
-``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted
+``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted,
+                      ``why`` (an EndReason) and the attributes it ran with (``attrs``)
 ``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
 ``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
 ``bye``               farmer ``f`` left; anything it still held is pending again
@@ -31,8 +33,12 @@ FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 Record = dict[str, Any]
 
 
-def add(first: int, lines: list[str]) -> Record:
-    return {"e": ADD, "first": first, "lines": lines}
+def add(first: int, lines: list[str], attrs: dict[int, dict[str, Any]] | None = None) -> Record:
+    """``attrs`` by offset from ``first``, only for tasks that have some (JSON keys are strings)."""
+    record: Record = {"e": ADD, "first": first, "lines": lines}
+    if attrs:
+        record["attrs"] = {str(offset): value for offset, value in attrs.items()}
+    return record
 
 
 def claim(fid: str, ids: list[int]) -> Record:
@@ -67,9 +73,13 @@ def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: in
 
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
-        host: str, rank: int, slot: int) -> Record:
+        host: str, rank: int, slot: int, why: str | None = None, attrs: dict[str, Any] | None = None) -> Record:
     record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": t0, "t1": t1, "host": host,
                       "rank": rank, "slot": slot}
     if sig is not None:
         record["sig"] = sig
+    if why is not None:
+        record["why"] = why
+    if attrs:
+        record["attrs"] = attrs
     return record

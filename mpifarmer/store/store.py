@@ -81,6 +81,8 @@ class Store:
         self.ledger = Ledger()
         self.clock = clock
         self.fid = ""
+        #: The attributes of a task line (the task-list handler's), recorded with each task added.
+        self.attributes: Callable[[str], dict[str, Any]] | None = None
         self.me: FarmerInfo | None = None
         self._identity: Identity | None = None
         self._last_beat = 0.0
@@ -102,7 +104,7 @@ class Store:
             known = len(self.ledger)
             if len(tasks) > known:
                 for first in range(known, len(tasks), 10000):
-                    out.append(rec.add(first, tasks.texts[first : first + 10000]))
+                    out.append(self._add_record(first, tasks.texts[first : first + 10000]))
                     self.ledger.apply(out[-1])
             if known == 0:
                 out.extend(self._import_pytaskfarmer(tasks, task_list))
@@ -114,6 +116,13 @@ class Store:
                 if retried:
                     self.journal.append([retried])
             self.write_views()
+
+    def _add_record(self, first: int, lines: list[str]) -> dict[str, Any]:
+        """The add record of ``lines``, with the attributes the task-list handler gives them."""
+        if self.attributes is None:
+            return rec.add(first, lines)
+        found = {offset: attrs for offset, line in enumerate(lines) if (attrs := self.attributes(line))}
+        return rec.add(first, lines, found)
 
     def _import_pytaskfarmer(self, tasks: TaskLines, task_list: str) -> list[dict[str, Any]]:
         """Take over a work directory PyTaskFarmer made: its ``finished`` and ``failed`` files
@@ -195,7 +204,7 @@ class Store:
                 self._reregister(out)
             if tasks is not None and len(tasks) > len(self.ledger):
                 known = len(self.ledger)
-                out.append(rec.add(known, tasks.texts[known:]))
+                out.append(self._add_record(known, tasks.texts[known:]))
             for record in out:
                 self.ledger.apply(record)
             holders = self._sweep(out) if self.ledger.others_holding(self.fid) else {}

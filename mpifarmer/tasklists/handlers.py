@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
-__all__ = ["PLACEHOLDER", "ListTaskList", "TaskList", "TemplateTaskList"]
+from mpifarmer.task import TaskSpec
+
+__all__ = ["PLACEHOLDER", "ListTaskList", "TaskList", "TemplateTaskList", "TaskSpec"]
 
 #: The marker in a template that stands for the task line.
 PLACEHOLDER = "{}"
@@ -19,9 +22,22 @@ class TaskList:
     and arrive as strings from INI files. The base class returns the line unchanged.
     """
 
-    def command(self, line: str) -> str:
-        """Return the shell command for the task-list ``line``."""
+    def command(self, line: str) -> str | TaskSpec | tuple[str, dict[str, Any]]:
+        """Return the shell command for the task-list ``line``, or the command and a mapping of
+        the task's attributes (a :class:`TaskSpec` or a 2-tuple). A bare string, as
+        PyTaskFarmer's handlers return, means no attributes."""
         return line
+
+    def describe(self, line: str) -> TaskSpec:
+        """:meth:`command`'s answer for ``line``, as a :class:`TaskSpec`."""
+        spec = self.command(line)
+        if isinstance(spec, str):
+            return TaskSpec(spec)
+        command, attrs = spec
+        if not isinstance(command, str) or not isinstance(attrs, dict):
+            raise TypeError(f"{type(self).__name__}.command({line!r}) must return a string or (string, dict), "
+                            f"not {spec!r}")
+        return TaskSpec(command, attrs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

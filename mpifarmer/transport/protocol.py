@@ -11,18 +11,19 @@ with a clear message rather than a garbled one.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["VERSION", "Beat", "Bye", "Drain", "Ended", "Finish", "Hello", "Message", "Ping", "Released", "Run",
            "Started", "Stop", "TaskEnd", "TaskStart", "TaskWork"]
 
-VERSION = 1
+VERSION = 2
 
 
 class TaskWork(NamedTuple):
     id: int
     line: str
     command: str
+    attrs: dict[str, Any] = {}  # as recorded with the task (never mutated: the default is shared)
 
 
 class TaskStart(NamedTuple):
@@ -34,14 +35,16 @@ class TaskStart(NamedTuple):
 
 
 class TaskEnd(NamedTuple):
-    """``returncode`` is negative for death by a signal; ``killed`` says the worker sent it."""
+    """``returncode`` is negative for death by a signal; ``reason`` (an EndReason) says why the
+    run ended; ``attrs`` are the attributes it ran with."""
 
     id: int
     returncode: int
     t0: float
     t1: float
     slot: int
-    killed: bool = False
+    reason: str = "exited"
+    attrs: dict[str, Any] = {}
 
 
 # -- worker to coordinator ------------------------------------------------------------------

@@ -41,10 +41,10 @@ class FakeRank:
                 self.queue.extend(message.tasks)
         self.max_held = max(self.max_held, len(self.queue))
 
-    def finish_all(self, code: int = 0, killed: bool = False) -> list[int]:
+    def finish_all(self, code: int = 0, reason: str = "exited") -> list[int]:
         done, self.queue = self.queue, []
         now = time.time()
-        self.transport.send(0, msg.Ended([msg.TaskEnd(w.id, code, now - 0.01, now, 0, killed) for w in done]))
+        self.transport.send(0, msg.Ended([msg.TaskEnd(w.id, code, now - 0.01, now, 0, reason) for w in done]))
         return [w.id for w in done]
 
     def got(self, kind: type) -> list[msg.Message]:
@@ -145,7 +145,7 @@ def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
         # each rank kills what it runs and gives back what it had not started
         running, waiting = fake.queue[:2], fake.queue[2:]
         fake.queue = running
-        fake.finish_all(-signal.SIGTERM, killed=True)
+        fake.finish_all(-signal.SIGTERM, reason="stopped")
         if waiting:
             fake.transport.send(0, msg.Released([w.id for w in waiting]))
     coordinator.step()
@@ -187,7 +187,7 @@ def test_a_silent_rank_is_lost_and_the_farm_stops(tmp_path: Path) -> None:
             fake.transport.send(0, msg.Beat())
             fake.poll()
             if coordinator.stop_reason:
-                fake.finish_all(-signal.SIGTERM, killed=True)
+                fake.finish_all(-signal.SIGTERM, reason="stopped")
     assert coordinator.lost == {2}
     assert coordinator.finish() == EXIT_STOPPED
     assert store.ledger.count(PENDING) == 20  # the bye gives back what rank 2 held, too

@@ -278,3 +278,13 @@ def test_owner_interrupted_after_being_taken_for_dead_leaves_the_task_pending_on
     ledger.apply(end("A", 0, rec.INTERRUPTED))
     assert states(ledger) == ["pending"] and ledger.pending == 1
     assert claimed_ids(ledger.claim("B", 5)) == [0]
+
+
+def test_attributes_come_from_add_records_and_old_records_have_none() -> None:
+    ledger = Ledger()
+    ledger.apply({"e": "add", "first": 0, "lines": ["a", "b"]})  # as every journal before attributes
+    ledger.apply(rec.add(2, ["c", "d", "e"], {1: {"env": {"X": "1"}}}))
+    # the same lines seen by two farmers: the duplicate adds nothing, and keeps what is known
+    ledger.apply(rec.add(2, ["c", "d", "e", "f"], {1: {"env": {"X": "1"}}, 3: {"gpus": 1}}))
+    assert ledger.lines == ["a", "b", "c", "d", "e", "f"]
+    assert ledger.attrs == {3: {"env": {"X": "1"}}, 5: {"gpus": 1}}

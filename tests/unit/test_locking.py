@@ -82,8 +82,13 @@ def test_lock_lives_in_the_work_dir_by_default_with_a_name_per_mode(tmp_path: Pa
 def test_a_stop_request_ends_the_wait_for_a_held_lock(tmp_path: Path, holders: list[Holder]) -> None:
     for mode in LOCK_MODES:
         hold(holders, tmp_path / f"l-{mode}", mode)
-        asked = []
-        lock = WorkLock(tmp_path / f"l-{mode}", mode, stop_requested=lambda: bool(asked.append(1)) or True)
+        asked: list[int] = []
+
+        def stop(asked: list[int] = asked) -> bool:
+            asked.append(1)
+            return True
+
+        lock = WorkLock(tmp_path / f"l-{mode}", mode, stop_requested=stop)
         started = time.monotonic()
         assert not lock.acquire()
         assert time.monotonic() - started < 5 and asked

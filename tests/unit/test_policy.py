@@ -8,6 +8,9 @@ import pytest
 
 from mpifarmer.scheduling import policy
 from mpifarmer.scheduling import records as rec
+from mpifarmer.task import EndReason
+
+EXITED, SIGNALLED, STOPPED, LOST = EndReason.EXITED, EndReason.SIGNALLED, EndReason.STOPPED, EndReason.LOST
 
 
 def never_full() -> bool:
@@ -22,35 +25,41 @@ def must_not_ask() -> bool:
 
 
 def test_exit_0_is_finished_and_the_disk_is_not_looked_at() -> None:
-    assert policy.classify_end(0, killed=False, stopping=False, disk_full=must_not_ask) == (rec.FINISHED, None)
+    assert policy.classify_end(0, reason=EXITED, stopping=False, disk_full=must_not_ask) == (rec.FINISHED, None)
 
 
-@pytest.mark.parametrize(("killed", "stopping"), [(True, False), (False, True), (True, True)])
-def test_runs_ended_by_the_farmers_side_or_during_a_stop_are_interrupted(killed: bool, stopping: bool) -> None:
-    verdict = policy.classify_end(-signal.SIGKILL, killed=killed, stopping=stopping, disk_full=must_not_ask)
+@pytest.mark.parametrize(("reason", "stopping"), [(STOPPED, False), (LOST, False), (SIGNALLED, True),
+                                                  (STOPPED, True), (EndReason.UNAVAILABLE, False)])
+def test_runs_ended_by_the_farmers_side_or_during_a_stop_are_interrupted(reason: str, stopping: bool) -> None:
+    verdict = policy.classify_end(-signal.SIGKILL, reason=reason, stopping=stopping, disk_full=must_not_ask)
     assert verdict == (rec.INTERRUPTED, None)
 
 
 def test_a_failure_on_a_full_disk_is_interrupted_and_drains() -> None:
-    state, drain = policy.classify_end(1, killed=False, stopping=False, disk_full=lambda: True)
+    state, drain = policy.classify_end(1, reason=EXITED, stopping=False, disk_full=lambda: True)
     assert state == rec.INTERRUPTED and drain is not None and "full" in drain
 
 
 def test_a_plain_failure_is_failed() -> None:
-    assert policy.classify_end(2, killed=False, stopping=False, disk_full=never_full) == (rec.FAILED, None)
-    assert policy.classify_end(-signal.SIGSEGV, killed=False, stopping=False, disk_full=never_full).state == rec.FAILED
+    assert policy.classify_end(2, reason=EXITED, stopping=False, disk_full=never_full) == (rec.FAILED, None)
+    assert policy.classify_end(-signal.SIGSEGV, reason=SIGNALLED, stopping=False,
+                               disk_full=never_full).state == rec.FAILED
+    assert policy.classify_end(-signal.SIGTERM, reason=EndReason.TIMED_OUT, stopping=False,
+                               disk_full=never_full).state == rec.FAILED
 
 
 @pytest.mark.parametrize("code", [-signal.SIGTERM, -signal.SIGINT, -signal.SIGUSR1, -signal.SIGKILL,
                                   128 + signal.SIGTERM, 128 + signal.SIGINT])
 def test_a_death_by_a_stop_signal_is_held_back_for_a_second(code: int) -> None:
-    assert policy.hold_until(code, killed=False, stopping=False, now=100.0) == 100.0 + policy.SIGNAL_DEATH_HOLD
+    reason = SIGNALLED if code < 0 else EXITED
+    assert policy.hold_until(code, reason=reason, stopping=False, now=100.0) == 100.0 + policy.SIGNAL_DEATH_HOLD
 
 
-@pytest.mark.parametrize(("code", "killed", "stopping"), [
-    (1, False, False), (-signal.SIGSEGV, False, False), (-signal.SIGTERM, True, False), (-signal.SIGTERM, False, True)])
-def test_other_ends_are_not_held(code: int, killed: bool, stopping: bool) -> None:
-    assert policy.hold_until(code, killed=killed, stopping=stopping, now=100.0) is None
+@pytest.mark.parametrize(("code", "reason", "stopping"), [
+    (1, EXITED, False), (-signal.SIGSEGV, SIGNALLED, False), (-signal.SIGTERM, STOPPED, False),
+    (-signal.SIGKILL, LOST, False), (-signal.SIGTERM, SIGNALLED, True)])
+def test_other_ends_are_not_held(code: int, reason: str, stopping: bool) -> None:
+    assert policy.hold_until(code, reason=reason, stopping=stopping, now=100.0) is None
 
 
 # -- prefetch --

@@ -80,3 +80,30 @@ def test_template_must_be_a_string() -> None:
 def test_repr() -> None:
     assert repr(ListTaskList()) == "ListTaskList()"
     assert repr(TemplateTaskList("x {}")) == "TemplateTaskList(command='x {}')"
+
+
+class Coloured(TaskList):
+    """A handler that gives attributes: the first word is a colour, the rest the command."""
+
+    def command(self, line: str) -> tuple[str, dict]:
+        colour, _, command = line.partition(" ")
+        return command, {"env": {"COLOUR": colour}}
+
+
+def test_describe_takes_a_bare_string_as_a_command_without_attributes() -> None:
+    assert ListTaskList().describe("echo hi") == ("echo hi", {})
+    assert TemplateTaskList("cat {}").describe("a b") == ("cat 'a b'", {})
+
+
+def test_describe_takes_a_command_and_attributes() -> None:
+    spec = Coloured().describe("blue echo $COLOUR")
+    assert spec.command == "echo $COLOUR" and spec.attrs == {"env": {"COLOUR": "blue"}}
+
+
+def test_describe_refuses_an_answer_that_is_neither() -> None:
+    class Broken(TaskList):
+        def command(self, line: str):  # type: ignore[override]
+            return (1, 2)
+
+    with pytest.raises(TypeError, match="must return a string or"):
+        Broken().describe("x")
