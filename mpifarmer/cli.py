@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("auto", "local", "mpi"), default="auto",
                         help="local: one process and its pool; mpi: rank 0 coordinates and every rank runs a "
                         "pool; auto (default): mpi when started by srun or mpiexec with more than one process")
-    parser.add_argument("--rank-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+    parser.add_argument("--rank-timeout", type=_seconds, default=FarmerOptions.rank_timeout, metavar="SECONDS",
                         help="in MPI mode, after how long without a word a rank is taken for lost and the job "
-                        "is ended (default: 30)")
+                        f"is ended (default: {FarmerOptions.rank_timeout:g})")
     parser.add_argument("--requeue", action="store_true",
                         help="in a Slurm batch job: when stopped (signal or --timeout) with tasks left, requeue the "
                         "job with scontrol so that it continues later")

@@ -13,15 +13,13 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpifarmer.scheduling import policy
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.dispatch import Dispatcher
-from mpifarmer.scheduling.ledger import FAILED, FINISHED
+from mpifarmer.scheduling.ledger import Status
 from mpifarmer.scheduling.liveness import Liveness
-from mpifarmer.scheduling.policy import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED
 from mpifarmer.signals import SignalFlags
 from mpifarmer.store.store import CLOSE_GRACE, Store
 from mpifarmer.tasklists import TaskList
@@ -31,22 +29,12 @@ from mpifarmer.transport import protocol as msg
 from mpifarmer.watch import TaskListWatcher
 from mpifarmer.wording import counted
 
-__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "Coordinator", "FarmerOptions"]
+__all__ = ["Coordinator"]
+
+if TYPE_CHECKING:
+    from mpifarmer.farmer import FarmerOptions
 
 logger = logging.getLogger(__name__)
-
-@dataclass
-class FarmerOptions:
-    task_list: Path
-    proc: int
-    timeout: float | None = None
-    verbose: bool = False
-    retry_failed: bool = False
-    kill_grace: float = 3.0
-    watch_interval: float = 5.0
-    start_flush: float = 1.0
-    rank_timeout: float = 30.0
-
 
 @dataclass
 class RankInfo:
@@ -237,7 +225,7 @@ class Coordinator:
             batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.describe(line).command,
                                                              self.store.ledger.attrs.get(task, {})))
         for rank, works in batches.items():
-            self.transport.send(rank, msg.Run(works))
+            self.transport.send(rank, msg.Work(works))
         return bool(batches)
 
     def _store_failed(self, error: OSError) -> None:
@@ -351,7 +339,7 @@ class Coordinator:
         except OSError as error:
             logger.error("could not record the last %s (%s); the next run will find this farmer dead "
                          "and return its tasks", counted(len(self.outbox), "record"), error.strerror or error)
-            return EXIT_STOPPED
+            return policy.EXIT_STOPPED
         if not closed:
             logger.error("could not take the work-directory lock to record the last %s; the next run "
                          "will find this farmer dead and return its tasks", counted(len(self.outbox), "record"))
@@ -359,7 +347,7 @@ class Coordinator:
         return policy.exit_code(store_failed=self.store_error is not None, rank_lost=bool(self.lost), closed=closed,
                                 stopping=self.stop_reason is not None,
                                 work_left=ledger.pending > 0 or self._unrecorded_lines() > 0,
-                                failed=ledger.count(FAILED))
+                                failed=ledger.count(Status.FAILED))
 
     def _unrecorded_lines(self) -> int:
         """Task-list lines this farmer has read that the work directory does not hold yet."""
@@ -370,15 +358,15 @@ class Coordinator:
         ranks = f" on {self.transport.size} ranks" if self.transport.size > 1 else ""
         logger.info("mpifarmer: task list %s, work directory %s: %s, %d to run (%d finished, %d failed), "
                     "%s%s, farmer %s", self.options.task_list, self.store.workdir.root, counted(len(ledger), "task"),
-                    ledger.pending, ledger.count(FINISHED), ledger.count(FAILED), counted(self.options.proc, "worker"),
-                    ranks, self.store.fid)
+                    ledger.pending, ledger.count(Status.FINISHED), ledger.count(Status.FAILED),
+                    counted(self.options.proc, "worker"), ranks, self.store.fid)
 
     def log_stop(self, code: int) -> None:
         ledger = self.store.ledger
         counts = self.tally.counts
+        finished, failed = ledger.count(Status.FINISHED), ledger.count(Status.FAILED)
+        left = len(ledger) + self._unrecorded_lines() - finished - failed
         logger.info("mpifarmer: %s; this run: %d finished, %d failed, %d interrupted; work directory: "
                     "%d finished, %d failed, %d left; wall time %.1f s; exit code %d",
                     self.stop_reason or "no work left", counts[rec.FINISHED], counts[rec.FAILED],
-                    counts[rec.INTERRUPTED], ledger.count(FINISHED), ledger.count(FAILED),
-                    len(ledger) + self._unrecorded_lines() - ledger.count(FINISHED) - ledger.count(FAILED),
-                    time.monotonic() - self._started, code)
+                    counts[rec.INTERRUPTED], finished, failed, left, time.monotonic() - self._started, code)

@@ -33,9 +33,8 @@ class Worker:
     The worker hands every task it receives to the pool at once (the pool's spawner queues
     them); how much a rank holds is bounded by the coordinator's dispatcher."""
 
-    def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool = False,
-                 beat: float = 1.0, silence_limit: float | None = 30.0, kill_grace: float = 3.0,
-                 start_flush: float = 1.0) -> None:
+    def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool,
+                 silence_limit: float | None, kill_grace: float, start_flush: float, beat: float = 1.0) -> None:
         self.transport = transport
         self.pool = pool
         self.flags = flags
@@ -101,7 +100,7 @@ class Worker:
         messages = self.transport.poll()
         for _source, message in messages:
             self._heard = now
-            if isinstance(message, msg.Run):
+            if isinstance(message, msg.Work):
                 if self.draining:
                     self._send(msg.Released([work.id for work in message.tasks]))
                 else:

@@ -16,16 +16,26 @@ import heapq
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from mpifarmer.scheduling import records as rec
 
-__all__ = ["FAILED", "FINISHED", "CLAIMED", "PENDING", "FarmerInfo", "Ledger"]
+__all__ = ["FarmerInfo", "Ledger", "Status"]
 
 logger = logging.getLogger(__name__)
 
-PENDING, CLAIMED, FINISHED, FAILED = 0, 1, 2, 3
-STATUS_NAMES = ("pending", "claimed", "finished", "failed")
+class Status(IntEnum):
+    """A task's state in the ledger, one byte per task. (Not a run's verdict: that is the ``st`` of
+    an end record, :data:`mpifarmer.scheduling.records.FINISHED` and its siblings.)"""
+
+    PENDING = 0
+    CLAIMED = 1
+    FINISHED = 2
+    FAILED = 3
+
+
+STATUS_NAMES = tuple(status.name.lower() for status in Status)
 
 
 @dataclass
@@ -87,7 +97,7 @@ class Ledger:
 
     @property
     def pending(self) -> int:
-        return self.counts[PENDING]
+        return self.counts[Status.PENDING]
 
     def ids_with(self, status: int) -> Iterator[int]:
         """IDs with ``status`` in ascending order (a scan: for views, not for hot paths)."""
@@ -127,7 +137,7 @@ class Ledger:
                     self.attrs[base + int(offset)] = attrs
         self.lines.extend(lines)
         self.status.extend(bytes(len(lines)))
-        self.counts[PENDING] += len(lines)
+        self.counts[Status.PENDING] += len(lines)
         self._heap.extend(range(first, first + len(lines)))  # ascending: still a heap
 
     def _on_hello(self, record: dict[str, Any]) -> None:
@@ -137,11 +147,11 @@ class Ledger:
     def _on_claim(self, record: dict[str, Any]) -> None:
         farmer = self._farmer(record["f"])
         for task in record["ids"]:
-            if self.status[task] != PENDING:
+            if self.status[task] != Status.PENDING:
                 logger.warning("journal: task %d claimed by %s while %s", task, farmer.fid,
                                STATUS_NAMES[self.status[task]])
                 continue
-            self._set(task, CLAIMED)
+            self._set(task, Status.CLAIMED)
             self.owner[task] = farmer.fid
             farmer.held.add(task)
 
@@ -156,16 +166,16 @@ class Ledger:
         state = record["st"]
         if state == rec.FINISHED:
             self._disown(task)
-            self._set(task, FINISHED)
+            self._set(task, Status.FINISHED)
         elif state == rec.FAILED:
             self._disown(task)
-            if self.status[task] != FINISHED:
-                self._set(task, FAILED)
+            if self.status[task] != Status.FINISHED:
+                self._set(task, Status.FAILED)
         elif self.owner.get(task) == fid:
             # Interrupted: pending again, unless another farmer has claimed it since (this
             # farmer was taken for dead meanwhile) or it is already done.
             self._disown(task)
-            if self.status[task] == CLAIMED:
+            if self.status[task] == Status.CLAIMED:
                 self._release(task)
 
     def _on_release(self, record: dict[str, Any]) -> None:
@@ -176,7 +186,7 @@ class Ledger:
 
     def _on_retry(self, record: dict[str, Any]) -> None:
         for task in record["ids"]:
-            if self.status[task] == FAILED:
+            if self.status[task] == Status.FAILED:
                 self._release(task)
 
     def _on_gone(self, record: dict[str, Any]) -> None:
@@ -188,7 +198,7 @@ class Ledger:
         for task in sorted(farmer.held):
             self.owner.pop(task, None)
             self.started.pop(task, None)
-            if self.status[task] == CLAIMED:
+            if self.status[task] == Status.CLAIMED:
                 self._release(task)
         farmer.held.clear()
 
@@ -211,7 +221,7 @@ class Ledger:
         ids: list[int] = []
         while self._heap and len(ids) < count:
             task = heapq.heappop(self._heap)
-            if self.status[task] == PENDING and task not in ids:
+            if self.status[task] == Status.PENDING and task not in ids:
                 ids.append(task)
         if not ids:
             return None
@@ -221,7 +231,7 @@ class Ledger:
 
     def retry_failed(self, fid: str) -> dict[str, Any] | None:
         """Make every failed task pending again; return the applied record."""
-        ids = list(self.ids_with(FAILED))
+        ids = list(self.ids_with(Status.FAILED))
         if not ids:
             return None
         record = rec.retry(fid, ids)
@@ -242,7 +252,7 @@ class Ledger:
             self.farmers[fid].held.discard(task)
 
     def _release(self, task: int) -> None:
-        self._set(task, PENDING)
+        self._set(task, Status.PENDING)
         heapq.heappush(self._heap, task)
 
     def _set(self, task: int, status: int) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING, Ledger
+from mpifarmer.scheduling.ledger import Ledger, Status
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
 __all__ = ["Snapshot", "timeline_events", "write_views"]
@@ -40,12 +40,12 @@ class Snapshot:
 def write_views(source: Ledger | Snapshot, workdir: WorkDir) -> None:
     """Rewrite every view from a ledger or a snapshot of one."""
     snapshot = Snapshot.of(source) if isinstance(source, Ledger) else source
-    buckets: dict[int, list[str]] = {PENDING: [], CLAIMED: [], FINISHED: [], FAILED: []}
+    buckets: dict[int, list[str]] = {Status.PENDING: [], Status.CLAIMED: [], Status.FINISHED: [], Status.FAILED: []}
     lines = snapshot.lines
     for task, status in enumerate(snapshot.status):
         buckets[status].append(f"{task} {lines[task]}\n")
-    for status, path in ((PENDING, workdir.toprocess), (CLAIMED, workdir.running),
-                         (FINISHED, workdir.finished), (FAILED, workdir.failed)):
+    for status, path in ((Status.PENDING, workdir.toprocess), (Status.CLAIMED, workdir.running),
+                         (Status.FINISHED, workdir.finished), (Status.FAILED, workdir.failed)):
         _write_lines(path, buckets[status])
     # json.dumps, not json.dump: only the one-shot encoder is the fast C one.
     text = json.dumps({"traceEvents": timeline_events(snapshot.runs), "displayTimeUnit": "ms"},

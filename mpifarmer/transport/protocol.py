@@ -3,7 +3,7 @@
 Workers send ``Hello`` first, then ``Started``/``Ended`` batches as their tasks run, ``Beat``
 when they have had nothing else to say for a while, ``Stop`` when they receive a stop signal,
 ``Released`` for tasks they were sent but will not start, and ``Bye`` last. The coordinator
-sends ``Run`` batches, ``Ping`` when idle, ``Drain`` to stop everything, and ``Finish``.
+sends ``Work`` batches, ``Ping`` when idle, ``Drain`` to stop everything, and ``Finish``.
 Every message is a small named tuple (they pickle fast: a few hundred thousand per second
 cross rank 0 at full dispatch rate); the version in ``Hello`` lets mismatched installations fail
 with a clear message rather than a garbled one.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["VERSION", "Beat", "Bye", "Drain", "Ended", "Finish", "Hello", "Message", "Ping", "Released", "Run",
-           "Started", "Stop", "TaskEnd", "TaskStart", "TaskWork"]
+__all__ = ["VERSION", "Beat", "Bye", "Drain", "Ended", "Finish", "Hello", "Message", "Ping", "Released",
+           "Started", "Stop", "TaskEnd", "TaskStart", "TaskWork", "Work"]
 
 VERSION = 2
 
@@ -82,7 +82,9 @@ class Bye(NamedTuple):
 
 # -- coordinator to worker ------------------------------------------------------------------
 
-class Run(NamedTuple):
+class Work(NamedTuple):
+    """Tasks for a rank to run, in order."""
+
     tasks: list[TaskWork] = []
 
 
@@ -98,4 +100,4 @@ class Finish(NamedTuple):
     code: int = 0
 
 
-Message = Hello | Started | Ended | Released | Stop | Beat | Bye | Run | Ping | Drain | Finish
+Message = Hello | Started | Ended | Released | Stop | Beat | Bye | Work | Ping | Drain | Finish

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mpifarmer.coordinator import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED, Coordinator, FarmerOptions
-from mpifarmer.scheduling.ledger import FAILED, FINISHED, PENDING
+from mpifarmer.coordinator import Coordinator
+from mpifarmer.farmer import FarmerOptions
+from mpifarmer.scheduling.ledger import Status
+from mpifarmer.scheduling.policy import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED
 from mpifarmer.signals import SignalFlags
 from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.store import Identity, Store
@@ -37,7 +39,7 @@ class FakeRank:
     def poll(self) -> None:
         for _, message in self.transport.poll():
             self.received.append(message)
-            if isinstance(message, msg.Run):
+            if isinstance(message, msg.Work):
                 self.queue.extend(message.tasks)
         self.max_held = max(self.max_held, len(self.queue))
 
@@ -105,10 +107,10 @@ def test_every_task_is_sent_once_spread_over_ranks_and_recorded(tmp_path: Path) 
     fakes = greet([FakeRank(hub, rank) for rank in range(3)])
     drive(coordinator, fakes)
     assert coordinator.finish() == EXIT_DONE
-    sent = [w.id for fake in fakes for run in fake.got(msg.Run) for w in run.tasks]
+    sent = [w.id for fake in fakes for run in fake.got(msg.Work) for w in run.tasks]
     assert sorted(sent) == list(range(60))
-    assert all(fake.got(msg.Run) for fake in fakes), "every rank got work"
-    assert store.ledger.count(FINISHED) == 60
+    assert all(fake.got(msg.Work) for fake in fakes), "every rank got work"
+    assert store.ledger.count(Status.FINISHED) == 60
     for fake in fakes:
         fake.poll()
         assert fake.got(msg.Finish) == [msg.Finish(EXIT_DONE)]
@@ -129,7 +131,7 @@ def test_failures_give_exit_code_1(tmp_path: Path) -> None:
     fake.hello()
     drive(coordinator, [fake], code=2)
     assert coordinator.finish() == EXIT_FAILED
-    assert store.ledger.count(FAILED) == 5
+    assert store.ledger.count(Status.FAILED) == 5
 
 
 def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ def test_a_stop_from_any_rank_drains_every_rank(tmp_path: Path) -> None:
     coordinator.step()
     assert coordinator.done
     assert coordinator.finish() == EXIT_STOPPED
-    assert store.ledger.count(PENDING) == 40 and store.ledger.count(FAILED) == 0
+    assert store.ledger.count(Status.PENDING) == 40 and store.ledger.count(Status.FAILED) == 0
 
 
 
@@ -171,7 +173,7 @@ def test_a_stop_before_a_rank_says_hello_still_tells_it_to_finish(tmp_path: Path
     started = time.monotonic()
     coordinator.await_goodbyes(timeout=30.0)
     assert time.monotonic() - started < 10.0, "waited for a goodbye that had arrived"
-    assert store.ledger.count(PENDING) == 10
+    assert store.ledger.count(Status.PENDING) == 10
 
 def test_a_silent_rank_is_lost_and_the_farm_stops(tmp_path: Path) -> None:
     coordinator, hub, _, store = make(tmp_path, 20, ranks=3, rank_timeout=0.2)
@@ -190,7 +192,7 @@ def test_a_silent_rank_is_lost_and_the_farm_stops(tmp_path: Path) -> None:
                 fake.finish_all(-signal.SIGTERM, reason="stopped")
     assert coordinator.lost == {2}
     assert coordinator.finish() == EXIT_STOPPED
-    assert store.ledger.count(PENDING) == 20  # the bye gives back what rank 2 held, too
+    assert store.ledger.count(Status.PENDING) == 20  # the bye gives back what rank 2 held, too
 
 
 @pytest.mark.parametrize(("stop_after", "expected"), [(0.1, "interrupted"), (None, "failed")])

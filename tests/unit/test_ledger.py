@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from mpifarmer.scheduling import records as rec
-from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING, Ledger
+from mpifarmer.scheduling.ledger import Ledger, Status
 
-STATE = {PENDING: "pending", CLAIMED: "claimed", FINISHED: "finished", FAILED: "failed"}
+STATE = {Status.PENDING: "pending", Status.CLAIMED: "claimed", Status.FINISHED: "finished", Status.FAILED: "failed"}
 
 
 def ledger_with(*lines: str, farmers: tuple[str, ...] = ("A", "B")) -> Ledger:
@@ -48,7 +48,7 @@ def test_claim_takes_lowest_pending_ids_first_and_records_the_owner() -> None:
     assert ledger.claim("A", 1) is None
     assert ledger.owner == {0: "A", 1: "A", 2: "B", 3: "B"}
     assert ledger.farmers["A"].held == {0, 1}
-    assert ledger.count(CLAIMED) == 4 and ledger.pending == 0
+    assert ledger.count(Status.CLAIMED) == 4 and ledger.pending == 0
 
 
 def test_claim_returns_the_applied_record_in_journal_form() -> None:
@@ -140,7 +140,7 @@ def test_finished_wins_over_failed_in_either_order(order: tuple[str, str]) -> No
     for st in order:
         ledger.apply(end("A", 0, st))
     assert states(ledger) == ["finished"]
-    assert ledger.count(FINISHED) == 1 and ledger.count(FAILED) == 0
+    assert ledger.count(Status.FINISHED) == 1 and ledger.count(Status.FAILED) == 0
 
 
 def test_interrupted_after_finished_keeps_it_finished() -> None:
@@ -257,8 +257,7 @@ def test_counts_always_match_the_states() -> None:
     ledger.apply(end("A", 2, rec.INTERRUPTED))
     ledger.apply(end("A", 1, rec.FINISHED))
     ledger.apply(rec.bye("A", 3.0))
-    assert [ledger.count(s) for s in (PENDING, CLAIMED, FINISHED, FAILED)] == \
-        [states(ledger).count(STATE[s]) for s in (PENDING, CLAIMED, FINISHED, FAILED)] == [3, 0, 2, 0]
+    assert [ledger.count(s) for s in Status] == [states(ledger).count(STATE[s]) for s in Status] == [3, 0, 2, 0]
 
 
 def test_stale_interrupted_end_does_not_release_another_farmers_claim() -> None:

@@ -13,7 +13,7 @@ import pytest
 from mpifarmer import environment
 from mpifarmer.errors import TaskListChanged
 from mpifarmer.scheduling import records as rec
-from mpifarmer.scheduling.ledger import CLAIMED, FAILED, FINISHED, PENDING
+from mpifarmer.scheduling.ledger import Status
 from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.store.journal import Journal
 from mpifarmer.store.locking import WorkLock
@@ -144,7 +144,7 @@ def test_sync_claims_lowest_first_and_appends_the_records_it_was_given(tmp_path:
     result = store.sync([ended(store, 0, rec.FINISHED)], want=2)
     assert result is not None and result.claimed == [2]
     assert kinds(store)[-3:] == ["claim", "end", "claim"]
-    assert status_of(store) == {0: FINISHED, 1: CLAIMED, 2: CLAIMED}
+    assert status_of(store) == {0: Status.FINISHED, 1: Status.CLAIMED, 2: Status.CLAIMED}
 
 
 @pytest.mark.parametrize("mode", ["flock", "soft", "strict"])
@@ -173,7 +173,7 @@ def test_a_store_sees_the_other_stores_ends(tmp_path: Path) -> None:
     first.sync([], want=1)
     first.sync([ended(first, 0, rec.FAILED)])
     second.sync([])
-    assert status_of(second) == {0: FAILED, 1: PENDING}
+    assert status_of(second) == {0: Status.FAILED, 1: Status.PENDING}
 
 
 def test_dead_farmer_on_this_host_gets_its_tasks_taken_back_on_open(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ def test_dead_farmer_on_this_host_gets_its_tasks_taken_back_on_open(tmp_path: Pa
     store.open(task_list(tmp_path, ["a", "b", "c"]), Identity.of_this_process(), task_list="tasks.txt")
     dead = [r for r in journal(store) if r["e"] == "dead"]
     assert len(dead) == 1 and dead[0]["f"] == "ghost" and dead[0]["by"] == store.fid
-    assert status_of(store) == {0: PENDING, 1: PENDING, 2: PENDING}
+    assert status_of(store) == {0: Status.PENDING, 1: Status.PENDING, 2: Status.PENDING}
     assert store.sync([], want=3).claimed == [0, 1, 2]
 
 
@@ -238,11 +238,11 @@ def test_retry_failed_makes_failed_tasks_pending_again(tmp_path: Path) -> None:
     store.sync([], want=3)
     store.close([ended(store, 0, rec.FAILED), ended(store, 1, rec.FINISHED), ended(store, 2, rec.FAILED)])
     plain = opened(tmp_path, ["a", "b", "c"])
-    assert status_of(plain) == {0: FAILED, 1: FINISHED, 2: FAILED}
+    assert status_of(plain) == {0: Status.FAILED, 1: Status.FINISHED, 2: Status.FAILED}
     plain.close([])
     retried = opened(tmp_path, ["a", "b", "c"], retry_failed=True)
     assert journal(retried)[-1] == {"e": "retry", "f": retried.fid, "ids": [0, 2]}
-    assert status_of(retried) == {0: PENDING, 1: FINISHED, 2: PENDING}
+    assert status_of(retried) == {0: Status.PENDING, 1: Status.FINISHED, 2: Status.PENDING}
     assert retried.workdir.toprocess.read_text() == "0 a\n2 c\n"
     assert retried.workdir.failed.read_text() == ""
 
