@@ -19,7 +19,7 @@ trap 'git -C "$repo" worktree remove --force "$work/old" >/dev/null 2>&1 || true
       git -C "$repo" worktree remove --force "$work/new" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git -C "$repo" worktree add -q "$work/old" "$old"
 git -C "$repo" worktree add -q "$work/new" "$new"
-yes true | head -2000 > "$work/tasks.txt"
+printf 'true\n%.0s' $(seq 2000) > "$work/tasks.txt"
 cat > "$work/run.sh" <<SCRIPT
 #!/bin/sh
 d=\$(mktemp -d /dev/shm/mpifarmer-bench.XXXXXX)
