@@ -34,7 +34,7 @@ from pathlib import Path
 from mpifarmer import _sentinel, _spawnd
 from mpifarmer.runners import Runner
 from mpifarmer.scheduling.restarts import RestartBudget
-from mpifarmer.task import Task
+from mpifarmer.task import EndReason, Task
 from mpifarmer.wording import counted
 
 __all__ = ["Outcome", "Pool", "Run"]
@@ -65,7 +65,12 @@ class Outcome:
     returncode: int
     t1: float
     error: str | None = None  # the process could not be started at all
-    lost: bool = False  # killed by the pool because its spawner died: the run was interrupted
+    reason: EndReason = EndReason.EXITED  # LOST: killed by the pool because its spawner died
+
+    @classmethod
+    def of_exit(cls, run: Run, returncode: int, t1: float, error: str | None = None) -> Outcome:
+        """The end of a process that exited, or died of a signal (``returncode`` < 0)."""
+        return cls(run, returncode, t1, error, EndReason.SIGNALLED if returncode < 0 else EndReason.EXITED)
 
 
 class Pool:
@@ -144,7 +149,7 @@ class Pool:
         run = Run(task, -1, 0, None, time.time())
         if not argv:
             run.slot = task.id % self.slots
-            self._immediate.append(Outcome(run, 0, run.t0))
+            self._immediate.append(Outcome.of_exit(run, 0, run.t0))
             if self.on_start is not None:
                 self.on_start(run)
             return run
@@ -188,7 +193,7 @@ class Pool:
                     self.on_start(run)
             elif kind == "ended":
                 del self.running[task]
-                outcomes.append(Outcome(run, reply[2], reply[3]))
+                outcomes.append(Outcome.of_exit(run, reply[2], reply[3]))
                 elapsed = max(0.0, reply[3] - run.t0)
                 self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
             elif kind == "error":
@@ -196,7 +201,7 @@ class Pool:
                 self._queued -= 1
                 self._argv.pop(task, None)
                 self._note_start_failure(run.task, reply[2])
-                outcomes.append(Outcome(run, 127, reply[3], reply[2]))
+                outcomes.append(Outcome.of_exit(run, 127, reply[3], reply[2]))
         if self._pending_loss:
             self._spawner_lost()
         if self._immediate:
@@ -296,7 +301,7 @@ class Pool:
         now = time.time()
         started = [task for task, run in self.running.items() if run.pid]
         for task in started:
-            self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now, lost=True))
+            self._immediate.append(Outcome(self.running.pop(task), -signal.SIGKILL, now, reason=EndReason.LOST))
         unstarted = len(self.running)
         if self._restarts.allow(time.monotonic()):
             logger.error("the spawner process died (%s): killed its %s (%s), which will run again; starting a "

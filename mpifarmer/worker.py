@@ -175,11 +175,10 @@ class Worker:
         return True
 
     def _reason(self, outcome: Outcome) -> EndReason:
-        if outcome.lost:
-            return EndReason.LOST
-        if outcome.run.task.id in self._killed:
+        """The pool's reason, unless this worker stopped the run itself (a drain)."""
+        if outcome.reason is not EndReason.LOST and outcome.run.task.id in self._killed:
             return EndReason.STOPPED
-        return EndReason.SIGNALLED if outcome.returncode < 0 else EndReason.EXITED
+        return outcome.reason
 
     def _report_starts(self, now: float) -> None:
         """Report runs going for longer than ``start_flush``: their pids let a later farmer kill
