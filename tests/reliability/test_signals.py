@@ -172,21 +172,19 @@ def test_stop_signal_at_any_moment_of_start_up_leaves_a_work_directory_the_next_
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
 def test_stop_signal_while_mpifarmer_is_imported_exits_3(
         tmp_path: Path, clean_home: dict[str, str], signum: int) -> None:
-    """mpifarmer catches stop signals from its first line on. A signal that lands earlier, while the
-    interpreter itself starts (slow on a loaded machine), says nothing about mpifarmer: such an attempt
-    (a default death, or a traceback with no mpifarmer frame) is repeated, a few times at most."""
+    """mpifarmer catches stop signals from its first line on, before the rest of it is imported. The
+    signal is sent the moment the process has mpifarmer's handlers (SIGUSR1 caught, read from /proc:
+    Python itself catches SIGINT from the start), which is while the command line and everything behind
+    it are still being imported (about 0.1 s): a fixed delay instead landed before the first line on a
+    slow machine, where the interpreter alone took longer."""
     tasks = write_list(tmp_path / "tasks.txt", ["sleep 1"] * 4)
-    for _attempt in range(5):
-        farmer = start(tasks, "-n", "2", env=clean_home, cwd=tmp_path)
-        time.sleep(0.05)  # the interpreter is up (~0.03 s) and importing mpifarmer (~0.1 s more)
-        farmer.send_signal(signum)
-        _, err = farmer.communicate(timeout=HANG)
-        before_mpifarmer = ("Traceback" in err and "/mpifarmer/" not in err) or (
-            farmer.returncode == -signum and not err.strip())
-        if not before_mpifarmer:
-            break
-    else:
-        raise AssertionError("in 5 attempts the signal always came before mpifarmer's first line")
+    farmer = start(tasks, "-n", "2", env=clean_home, cwd=tmp_path)
+    deadline = time.monotonic() + HANG
+    while not catches(farmer.pid, signal.SIGUSR1):
+        assert farmer.poll() is None and time.monotonic() < deadline, "no handler was ever installed"
+        time.sleep(0.0005)
+    farmer.send_signal(signum)
+    _, err = farmer.communicate(timeout=HANG)
     assert "Traceback" not in err, err
     assert farmer.returncode == 3, (farmer.returncode, err)
 
@@ -330,14 +328,14 @@ def test_sigterm_to_mpiexec_ends_the_job_with_3(tmp_path: Path, clean_home: dict
     assert codes == [3] * 12, codes
 
 
-def catches_sigterm(pid: int) -> bool:
-    """Whether process ``pid`` has a handler for SIGTERM (mpifarmer installs one on its first line)."""
+def catches(pid: int, signum: int = signal.SIGTERM) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (mpifarmer installs one on its first line)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
     caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+    return bool(int(caught, 16) & (1 << (signum - 1)))
 
 
 @pytest.mark.skipif(mpiexec() is None, reason="no mpiexec: pip install mpich")
@@ -354,7 +352,7 @@ def test_sigterm_during_start_up_ends_the_mpi_job_with_3(tmp_path: Path, clean_h
     for _ in range(4):
         code, err = sigterm_to_mpiexec(
             launcher, tasks, "1", clean_home,
-            lambda: len(pids := rank_pids(tasks)) == 4 and all(map(catches_sigterm, pids.values())),
+            lambda: len(pids := rank_pids(tasks)) == 4 and all(map(catches, pids.values())),
             "4 ranks past mpifarmer's first line")
         codes.append(code)
         assert "Traceback" not in err, err
