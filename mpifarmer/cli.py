@@ -206,7 +206,8 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if args.lock_mode == "strict":
             store.lock = WorkLock(lock_path, "strict", is_dead=store.is_dead_lock_owner,
                                   stop_requested=_stop_requested)
-        store.attributes = lambda line: handler.describe(line).attrs
+        if handler.may_give_attributes():
+            store.attributes = lambda line: handler.describe(line).attrs
         try:
             store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
                        retry_failed=args.retry_failed)

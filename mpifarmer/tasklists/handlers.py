@@ -39,6 +39,11 @@ class TaskList:
                             f"not {spec!r}")
         return TaskSpec(command, attrs)
 
+    def may_give_attributes(self) -> bool:
+        """False for the handlers of this module, which return bare strings: a farmer then skips
+        asking for the attributes of every line it adds (a second call per line at start-up)."""
+        return type(self).command not in _STRING_ONLY
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -73,3 +78,6 @@ class TemplateTaskList(TaskList):
     def command(self, line: str) -> str:
         """Return the template with every ``{}`` replaced by ``shlex.quote(line)``."""
         return self.template.replace(PLACEHOLDER, shlex.quote(line))
+
+
+_STRING_ONLY = (TaskList.command, TemplateTaskList.command)

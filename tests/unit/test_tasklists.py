@@ -107,3 +107,9 @@ def test_describe_refuses_an_answer_that_is_neither() -> None:
 
     with pytest.raises(TypeError, match="must return a string or"):
         Broken().describe("x")
+
+
+def test_only_handlers_of_ones_own_may_give_attributes() -> None:
+    assert not ListTaskList().may_give_attributes()
+    assert not TemplateTaskList("cat {}").may_give_attributes()
+    assert Coloured().may_give_attributes()
