@@ -62,8 +62,10 @@ def kill_tagged(variable: str, patience: float = 5.0) -> int:
 
 def main() -> int:
     token = sys.argv[1]
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+    ignored = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
+    for signum in ignored:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ignored)  # the pool started us with them blocked
     said = b""
     while chunk := os.read(0, 64):
         said += chunk

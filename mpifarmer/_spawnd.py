@@ -37,6 +37,7 @@ import sys
 import time
 
 _HEADER = struct.Struct(">I")
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
 _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD,
                  signal.SIGPIPE)
 
@@ -46,8 +47,9 @@ def main() -> int:
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
     free = list(range(int(sys.argv[1]) - 1, -1, -1))  # pop() hands out slot 0 first
     queue: collections.deque[tuple] = collections.deque()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+    for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED)  # the pool started us with them blocked
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -111,7 +113,8 @@ def _run(request: tuple, free: list, base_env: dict, running: dict, out: list) -
                (os.POSIX_SPAWN_DUP2, 1, 2)]
     t0 = time.time()
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS)
+        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
+                              setsigmask=())
     except OSError as error:
         out.append(marshal.dumps(("error", task, f"cannot start {argv[0]!r}: {error.strerror}", time.time())))
         return

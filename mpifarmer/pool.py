@@ -34,6 +34,7 @@ from pathlib import Path
 from mpifarmer import _sentinel, _spawnd
 from mpifarmer.runners import Runner
 from mpifarmer.scheduling.restarts import RestartBudget
+from mpifarmer.signals import held_back
 from mpifarmer.task import EndReason, Task
 from mpifarmer.wording import counted
 
@@ -101,9 +102,10 @@ class Pool:
         self._closed = False
         life_read, self._life = os.pipe()
         try:
-            self._sentinel = subprocess.Popen(
-                [sys.executable, "-I", "-S", _sentinel.__file__, self._token], stdin=life_read, close_fds=True,
-                start_new_session=True)
+            with held_back():
+                self._sentinel = subprocess.Popen(
+                    [sys.executable, "-I", "-S", _sentinel.__file__, self._token], stdin=life_read, close_fds=True,
+                    start_new_session=True)
         finally:
             os.close(life_read)
         self._replies = -1
@@ -114,9 +116,10 @@ class Pool:
         for every spawner, so that a main loop's poll keeps watching it)."""
         replies_read, replies_write = os.pipe()
         try:
-            spawner = subprocess.Popen(
-                [sys.executable, "-I", "-S", _spawnd.__file__, str(self.slots), str(self._life)],
-                stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
+            with held_back():
+                spawner = subprocess.Popen(
+                    [sys.executable, "-I", "-S", _spawnd.__file__, str(self.slots), str(self._life)],
+                    stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
         finally:
             os.close(replies_write)
         if self._replies < 0:

@@ -14,9 +14,14 @@ if TYPE_CHECKING:
     import selectors
     from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "SignalFlags", "ignore_stop_signals", "process_flags"]
+__all__ = ["HELPER_IGNORES", "STOP_SIGNALS", "SignalFlags", "held_back", "ignore_stop_signals", "process_flags"]
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+
+#: What the pool's helper processes (spawner, sentinel) ignore: Slurm signals every process of a
+#: step, and a helper killed by the farmer's own stop signal would take its tasks' results along.
+#: The helpers cannot import this module, so each spells the same list out.
+HELPER_IGNORES = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 
 
 class SignalFlags:
@@ -94,3 +99,18 @@ def ignore_stop_signals() -> None:
     """Ignore stop signals from now on (the work is done and recorded)."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+class held_back:
+    """Block :data:`HELPER_IGNORES` in this thread while starting a helper process.
+
+    The child inherits the mask through exec and lets the signals in only once it ignores them,
+    so a stop signal in the helper's first milliseconds (Python's start-up) cannot kill it; this
+    process gets its own copy of such a signal when the block ends.
+    """
+
+    def __enter__(self) -> None:
+        self._before = signal.pthread_sigmask(signal.SIG_BLOCK, HELPER_IGNORES)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._before)

@@ -179,3 +179,42 @@ def test_tasks_die_when_farmer_and_spawner_are_killed_one_by_one(
     os.kill(farmer.pid, signal.SIGKILL)
     farmer.communicate(timeout=HANG)
     wait_for(lambda: task_processes(marker) == [], timeout=5, what="the tasks to die")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
+def test_the_pools_helpers_survive_a_stop_signal_the_moment_they_start(tmp_path: Path, signum: int):
+    """Slurm sends a step's stop signal to every process in it, the spawner and sentinel included,
+    and a restarted job may get one in its first second (seen in CI: a requeued job's spawner was
+    killed by SIGUSR1 while Python was still starting). The signal is sent the instant each helper
+    exists, before it could have installed anything of its own."""
+    from mpifarmer.pool import Pool
+    from mpifarmer.runners import BasicRunner
+    from mpifarmer.task import Task
+
+    with pytest.MonkeyPatch.context() as patch:
+        import mpifarmer.pool as pool_module
+
+        started: list[subprocess.Popen] = []
+        real_popen = subprocess.Popen
+
+        def popen_and_signal(*args, **kwargs):
+            child = real_popen(*args, **kwargs)
+            os.kill(child.pid, signum)
+            started.append(child)
+            return child
+
+        patch.setattr(pool_module.subprocess, "Popen", popen_and_signal)
+        pool = Pool(2, BasicRunner(), log_path=lambda task: tmp_path / f"log_{task}")
+    try:
+        assert len(started) == 2  # the sentinel and the first spawner
+        pool.start(Task(0, "echo ran", "echo ran"))
+        outcomes: list = []
+        deadline = time.monotonic() + 30
+        while not outcomes and time.monotonic() < deadline:
+            outcomes += pool.reap()
+            time.sleep(0.01)
+        assert [(o.returncode, o.reason) for o in outcomes] == [(0, "exited")]
+        assert (tmp_path / "log_0").read_text() == "ran\n"
+        assert [child.poll() for child in started] == [None, None]
+    finally:
+        pool.close()

@@ -7,6 +7,7 @@ limit and every wait is bounded, so a broken cluster fails a test instead of han
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -289,8 +290,12 @@ def test_cancelled_job_then_new_job_finishes(slurm_cluster: SlurmCluster, tmp_pa
 
 
 def _requeue_cycle(cluster: SlurmCluster, tmp_path: Path, farmer_args: list[str], *, ranks: int, kick: bool,
-                   script: str = "requeue.sh", sbatch_args: tuple[str, ...] = ()) -> dict[str, float]:
-    """Run ``script``, signal it mid-run, follow it through its requeue to the end; return timings."""
+                   script: str = "requeue.sh", sbatch_args: tuple[str, ...] = (),
+                   slurm_may_warn: bool = False) -> dict[str, float]:
+    """Run ``script``, signal it mid-run, follow it through its requeue to the end; return timings.
+
+    ``slurm_may_warn``: the job's own time-limit warning may stop a restarted run too (flex jobs).
+    """
     count = 24
     tasks = write_tasks(tmp_path / "tasks.txt", count)
     out, workdir, output = tmp_path / "out.txt", tmp_path / "tasks.txt_workdir", tmp_path / "job.out"
@@ -323,11 +328,18 @@ def _requeue_cycle(cluster: SlurmCluster, tmp_path: Path, farmer_args: list[str]
         cancel(cluster, job)
     text = read(output)
     assert info["JobState"] == "COMPLETED", text
-    assert info["Restarts"] == "1", text
+    # One requeue per warning: ours, and for a flex job any that Slurm itself sent a restarted run
+    # (seen in CI: a backfill-started restart warned within its first second). A run that was not
+    # warned must have finished the list; nothing else requeues.
+    runs_of_job = re.split(rf"^job {job} restart \d+ on ", text, flags=re.M)[1:]
+    warned = [run for run in runs_of_job if "SIGUSR1 received" in run or "received SIGUSR1" in run]
+    assert warned and runs_of_job[:len(warned)] == warned, text
+    assert len(warned) == 1 or slurm_may_warn, text
+    assert info["Restarts"] == str(len(warned)), text
     assert "restart 0" in text and "restart 1" in text, text
     # The first run stopped with tasks left and drained its running tasks.
     farmers = hellos(workdir)
-    assert sorted(h["restart"] for h in farmers.values()) == [0, 1]
+    assert sorted(h["restart"] for h in farmers.values()) == list(range(len(warned) + 1))
     first = next(f for f, h in farmers.items() if h["restart"] == 0)
     first_ends = [r for r in ends(workdir) if r["f"] == first]
     assert any(r["st"] == "interrupted" for r in first_ends), first_ends
@@ -384,7 +396,7 @@ def test_nersc_flex_example_requeues_and_resumes(slurm_cluster: SlurmCluster, tm
     Its warning (@300 s) would fire at once within the tests' 5-minute limit, so it is moved to 30 s.
     """
     _requeue_cycle(slurm_cluster, tmp_path, [], ranks=1, kick=True, script="nersc-flex.sh",
-                   sbatch_args=("--constraint=", "--time-min=1", "--signal=B:USR1@30"))
+                   sbatch_args=("--constraint=", "--time-min=1", "--signal=B:USR1@30"), slurm_may_warn=True)
     assert "tasks are left: requeueing job" in read(tmp_path / "job.out")
 
 
