@@ -66,6 +66,8 @@ class Journal:
         self.offset = 0
         self._torn = 0  # length of the partial line that ends the file (at self.offset)
         self.skipped = 0
+        self.raced = 0  # appends that found records they had not read (see _unread)
+        self._own: list[tuple[int, int]] = []  # (offset, length) of such appends, not to be read back
 
     def read_new(self) -> list[dict[str, Any]]:
         """Return the records appended since the last call."""
@@ -75,10 +77,14 @@ class Journal:
                 data = stream.read()
         except FileNotFoundError:
             return []
+        if self._own:
+            data = self._without_own(data)
         end = data.rfind(b"\n") + 1
         self._torn = len(data) - end
         records = []
         for line in data[:end].splitlines():
+            if not line:
+                continue
             try:
                 record = json.loads(line)
             except ValueError:
@@ -90,18 +96,32 @@ class Journal:
         self.offset += end
         return records
 
+    def _without_own(self, data: bytes) -> bytes:
+        """``data`` (read from :attr:`offset`) without this writer's own appends after a race;
+        the offset moves past them as if they had been read."""
+        kept, position = [], 0
+        for start, length in self._own:
+            kept.append(data[position : start - self.offset])
+            position = start - self.offset + length
+        kept.append(data[position:])
+        self.offset += sum(length for _, length in self._own)
+        self._own.clear()
+        return b"".join(kept)
+
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append ``records``; call with the lock held and after :meth:`read_new`."""
         if not records:
             return
         payload = "".join(_dumps(record) + "\n" for record in records).encode()
-        if self._torn:
-            payload = b"\n" + payload
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            unread = self._unread(os.fstat(fd).st_size)
+            if self._torn or unread:  # end a partial line (after others' records: perhaps an empty one)
+                payload = b"\n" + payload
             if _FAULT is not None:
                 _FAULT.before_write(fd, payload)
             written = os.write(fd, payload)
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: where this write ended
             if written != len(payload):
                 # A short write (disk full) leaves a partial line, which readers skip.
                 raise OSError(28, f"short write to {self.path} ({written} of {len(payload)} bytes)")
@@ -111,5 +131,25 @@ class Journal:
                 _FAULT.after_write()
         finally:
             os.close(fd)
+        if unread:  # the next read returns the others' records, and skips these
+            self._own.append((end - len(payload), len(payload)))
+            return
         self.offset += self._torn + len(payload)
         self._torn = 0
+
+    def _unread(self, size: int) -> bool:
+        """Whether others appended since :meth:`read_new`, although the lock was held (logged).
+
+        The records are appended all the same (refusing would lose results), but what was
+        decided from the older view (claims, dead verdicts) may make a task run twice. A lock
+        that does not keep other nodes out (a filesystem whose flock is node-local) does this."""
+        expected = self.offset + self._torn
+        if size == expected:
+            return False
+        self.raced += 1
+        if self._own:
+            return True  # logged already: the others' records have not been read since
+        logger.error("%s grew from %d to %d bytes while this farmer held the work-directory lock: the lock does "
+                     "not keep other farmers out on this filesystem, so tasks may run twice; use --lock-mode strict "
+                     "or a --lock-dir on a filesystem whose flock works across nodes", self.path, expected, size)
+        return True

@@ -84,6 +84,10 @@ BATCH = {"local": 60, "lock": 90, "mpi": 160}
 EPS = 0.002
 
 
+#: What a farmer logs when its critical section was not exclusive (Journal._unread).
+RACED = "while this farmer held the work-directory lock"
+
+
 def mpiexec() -> str | None:
     """The mpiexec beside this interpreter (the mpich wheel's), else the one on PATH."""
     return shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
@@ -435,6 +439,9 @@ class Round:
             except ProcessLookupError:
                 pass
         fids = self._fids_of(farmer, ended)
+        if RACED in farmer.err.read_text(errors="replace"):
+            self.figures.problem(f"{self.where}: farmer {sorted(fids)} appended to a journal that others had appended "
+                                 f"to while it held the lock:\n{farmer.err.read_text(errors='replace')[-3000:]}")
         if self._was_killed(farmer, rc):
             self.killed_fids |= fids
             self.kills_left -= 1

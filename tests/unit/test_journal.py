@@ -147,3 +147,47 @@ def test_fsync_mode_appends_the_same_bytes(path: Path, tmp_path: Path) -> None:
     appended(Journal(path, fsync=True), rec(1), rec(2))
     appended(Journal(plain), rec(1), rec(2))
     assert path.read_bytes() == plain.read_bytes()
+
+
+def _all(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line]
+
+
+def test_an_append_after_an_unread_one_is_logged_and_nothing_is_lost_or_read_twice(
+        path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two writers whose lock failed to keep them apart (both read, then both append)."""
+    a, b = Journal(path), Journal(path)
+    a.append([{"n": 0}])
+    assert a.read_new() == [] and b.read_new() == [{"n": 0}]
+    b.append([{"n": 1, "by": "b"}])
+    with caplog.at_level("ERROR"):
+        a.append([{"n": 2, "by": "a"}])
+        a.append([{"n": 3, "by": "a"}])  # still unread: one error for the lot
+    assert a.raced == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "while this farmer held the work-directory lock" in errors[0], errors
+    # a reads what b wrote, and not its own records back; every reader sees all four, undamaged.
+    assert a.read_new() == [{"n": 1, "by": "b"}]
+    assert b.read_new() == [{"n": 2, "by": "a"}, {"n": 3, "by": "a"}]
+    fresh = Journal(path)
+    assert [r["n"] for r in fresh.read_new()] == [0, 1, 2, 3] and fresh.skipped == 0
+    # And the offsets are right again: the next appends are read by the other side only.
+    a.append([{"n": 4}])
+    b.append([{"n": 5}])
+    assert b.read_new() == [{"n": 4}]
+    assert a.read_new() == [{"n": 5}]
+    assert a.raced == 2 and b.raced == 1  # b's append of 5 found 4 unread
+    assert [r["n"] for r in _all(path)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_race_over_a_torn_line_leaves_only_the_torn_record_damaged(path: Path) -> None:
+    a, b = Journal(path), Journal(path)
+    a.append([{"n": 0}])
+    with path.open("ab") as stream:
+        stream.write(b'{"n": "torn')
+    a.read_new(), b.read_new()
+    b.append([{"n": 1}])
+    a.append([{"n": 2}])
+    fresh = Journal(path)
+    assert [r["n"] for r in fresh.read_new()] == [0, 1, 2] and fresh.skipped == 1
+    assert a.read_new() == [{"n": 1}]
