@@ -6,16 +6,19 @@ about 0.2 ms from a 12 MB Python process, 0.8 ms from a 25 MB one, more as a far
 grows). A farmer that spawned its tasks itself would stall for that long per task. This
 program stays small, so spawning stays cheap, and the farmer only writes a request to a pipe.
 
-It is run as ``python -I -S _spawnd.py SLOTS LIFE_FD`` and imports nothing from mpifarmer, only
-the standard library, to stay small. It runs at most SLOTS tasks at once and queues the
-rest, so that a freed slot takes the next task at once, with no round trip to the farmer. It
-reads requests on stdin and writes replies on stdout, each a 4-byte big-endian length and a
-``marshal`` payload (both ends run the same Python):
+It is run as ``python -I -S _spawnd.py CAPACITY LIFE_FD`` (CAPACITY a JSON object such as
+``{"slots": 4}``) and imports nothing of mpifarmer but :mod:`mpifarmer.scheduling.capacity`,
+which it loads by path (that module uses only the standard library), to stay small. It queues
+what it is sent and starts a queued task as soon as capacity's decision says so, so that a
+freed slot takes the next task at once, with no round trip to the farmer. It reads requests on
+stdin and writes replies on stdout, each a 4-byte big-endian length and a ``marshal`` payload
+(both ends run the same Python):
 
-  requests   ("run", id, argv, log, env)   queue argv, to run with the extra env, output to log
+  requests   ("run", id, argv, log, env, request)  queue argv, to run with the extra env, output
+                                           to log, when the resources of request are free
              ("signal", signum)            signal the process group of every running task
              ("drop",)                     forget the queued tasks that have not started
-  replies    ("started", id, pid, t0, slot)
+  replies    ("started", id, pid, t0, units)  units: {resource: [unit, ...]} given to the run
              ("ended", id, returncode, t1)  returncode < 0: killed by that signal
              ("error", id, message, t)      the program could not be started
              ("dropped", [id, ...])
@@ -28,6 +31,7 @@ stopping is the farmer's decision.
 """
 
 import collections
+import json
 import marshal
 import os
 import select
@@ -35,6 +39,7 @@ import signal
 import struct
 import sys
 import time
+import types
 
 _HEADER = struct.Struct(">I")
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
@@ -45,7 +50,8 @@ _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, 
 def main() -> int:
     requests, replies = sys.stdin.fileno(), sys.stdout.fileno()
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
-    free = list(range(int(sys.argv[1]) - 1, -1, -1))  # pop() hands out slot 0 first
+    capacity = _load_capacity()
+    units = capacity.Units(json.loads(sys.argv[1]))
     queue: collections.deque[tuple] = collections.deque()
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
@@ -55,7 +61,7 @@ def main() -> int:
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     base_env = dict(os.environ)
-    running: dict[int, tuple[int, int]] = {}  # pid -> (task id, slot)
+    running: dict[int, tuple[int, dict]] = {}  # pid -> (task id, units it was given)
     buffer = b""
     out: list[bytes] = []
     open_input = True
@@ -95,17 +101,27 @@ def main() -> int:
             entry = running.pop(pid, None)
             if entry is not None:
                 out.append(marshal.dumps(("ended", entry[0], os.waitstatus_to_exitcode(status), time.time())))
-                free.append(entry[1])
-        while queue and free:
-            _run(queue.popleft(), free, base_env, running, out)
+                units.give_back(entry[1])
+        while capacity.next_to_start((queued[5] for queued in queue), units) == 0:
+            _run(queue.popleft(), units, base_env, running, out)
         if out:
             _write(replies, b"".join(_HEADER.pack(len(item)) + item for item in out))
             out.clear()
     return 0
 
 
-def _run(request: tuple, free: list, base_env: dict, running: dict, out: list) -> None:
-    _, task, argv, log, extra = request
+def _load_capacity() -> types.SimpleNamespace:
+    """mpifarmer.scheduling.capacity, without importing the mpifarmer package."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scheduling", "capacity.py")
+    namespace: dict = {"__name__": "mpifarmer.scheduling.capacity", "__file__": path}
+    with open(path, "rb") as source:
+        exec(compile(source.read(), path, "exec"), namespace)
+    return types.SimpleNamespace(**namespace)
+
+
+def _run(request: tuple, units, base_env: dict, running: dict, out: list) -> None:
+    _, task, argv, log, extra, asked = request
+    given = units.take(asked)  # before the start: a run's environment may name its units (later)
     env = dict(base_env)
     env.update(extra)
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -116,11 +132,11 @@ def _run(request: tuple, free: list, base_env: dict, running: dict, out: list) -
         pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
                               setsigmask=())
     except OSError as error:
+        units.give_back(given)
         out.append(marshal.dumps(("error", task, f"cannot start {argv[0]!r}: {error.strerror}", time.time())))
         return
-    slot = free.pop()
-    running[pid] = (task, slot)
-    out.append(marshal.dumps(("started", task, pid, t0, slot)))
+    running[pid] = (task, given)
+    out.append(marshal.dumps(("started", task, pid, t0, given)))
 
 
 def _kill(pgid: int, signum: int) -> None:

@@ -18,6 +18,7 @@ the farmer and its spawner die together.
 
 from __future__ import annotations
 
+import json
 import logging
 import marshal
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from mpifarmer import _sentinel, _spawnd
 from mpifarmer.runners import Runner
+from mpifarmer.scheduling import capacity
 from mpifarmer.scheduling.restarts import RestartBudget
 from mpifarmer.signals import held_back
 from mpifarmer.task import EndReason, Task
@@ -52,10 +54,11 @@ class Run:
     """A task given to the pool. ``pid`` is 0 and ``slot`` -1 until the spawner starts it."""
 
     task: Task
-    slot: int
+    slot: int  # its first slot (see ``units``)
     pid: int
     pid_start: int | None  # read when first needed (see Worker), not at every start
     t0: float
+    units: dict[str, list[int]] | None = None  # what the spawner gave it, by resource
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Pool:
     def __init__(self, slots: int, runner: Runner, *, log_path: Callable[[int], Path],
                  extra_env: Mapping[str, str] | None = None) -> None:
         self.slots = slots
+        self.capacity = {"slots": slots}  # what capacity.Units hands out; cores and GPUs later
         self.runner = runner
         self._log_path = log_path
         self.running: dict[int, Run] = {}  # given and not ended (queued or started), by task ID
@@ -118,7 +122,7 @@ class Pool:
         try:
             with held_back():
                 spawner = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _spawnd.__file__, str(self.slots), str(self._life)],
+                    [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)],
                     stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
         finally:
             os.close(replies_write)
@@ -145,11 +149,17 @@ class Pool:
         return self._queued * self._mean / self.slots
 
     def start(self, task: Task) -> Run:
-        """Have ``task`` run as soon as a slot is free. A task that cannot be started ends as
-        failed (rc 127); a runner that builds an empty argv means there is nothing to execute
-        (rc 0, at once)."""
+        """Have ``task`` run as soon as the resources it asks for are free. A task that cannot
+        be started ends as failed (rc 127), at once if it asks for more than this pool has
+        (reason ``unavailable``); a runner that builds an empty argv means there is nothing to
+        execute (rc 0, at once)."""
         argv = self._fit(self.runner.build(task), task)
         run = Run(task, -1, 0, None, time.time())
+        impossible = capacity.never_fits(capacity.request_of(task.attrs), self.capacity)
+        if impossible is not None:
+            self._note_start_failure(task, f"not started: it {impossible}")
+            self._immediate.append(Outcome(run, 127, run.t0, impossible, EndReason.UNAVAILABLE))
+            return run
         if not argv:
             run.slot = task.id % self.slots
             self._immediate.append(Outcome.of_exit(run, 0, run.t0))
@@ -170,7 +180,8 @@ class Pool:
         ``env`` attribute, then the farmer's variables, which a task cannot override)."""
         ident = str(task.id)
         return ("run", task.id, argv, os.fspath(self._log_path(task.id)),
-                {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident})
+                {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
+                capacity.request_of(task.attrs))
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
@@ -189,7 +200,8 @@ class Pool:
             if run is None:
                 continue
             if kind == "started":
-                run.pid, run.t0, run.slot = reply[2], reply[3], reply[4]
+                run.pid, run.t0, run.units = reply[2], reply[3], reply[4]
+                run.slot = min(run.units.get("slots") or [-1])
                 self._queued -= 1
                 self._argv.pop(task, None)
                 if self.on_start is not None:

@@ -48,7 +48,7 @@ def stop_signalled(returncode: int) -> bool:
 
 
 #: Ends that the farmer's side caused: the run was cut short, not failed, and runs again.
-_INTERRUPTIONS = frozenset({EndReason.STOPPED, EndReason.LOST, EndReason.UNAVAILABLE})
+_INTERRUPTIONS = frozenset({EndReason.STOPPED, EndReason.LOST})
 
 
 def hold_until(returncode: int, *, reason: str, stopping: bool, now: float) -> float | None:
@@ -70,6 +70,8 @@ def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Cal
     be failed."""
     if returncode == 0:
         return EndVerdict(rec.FINISHED)
+    if reason == EndReason.UNAVAILABLE:
+        return EndVerdict(rec.FAILED)  # it asked for more than the pool has: running it again would not help
     if reason in _INTERRUPTIONS or stopping:
         return EndVerdict(rec.INTERRUPTED)
     if disk_full():

@@ -29,10 +29,16 @@ def test_exit_0_is_finished_and_the_disk_is_not_looked_at() -> None:
 
 
 @pytest.mark.parametrize(("reason", "stopping"), [(STOPPED, False), (LOST, False), (SIGNALLED, True),
-                                                  (STOPPED, True), (EndReason.UNAVAILABLE, False)])
+                                                  (STOPPED, True)])
 def test_runs_ended_by_the_farmers_side_or_during_a_stop_are_interrupted(reason: str, stopping: bool) -> None:
     verdict = policy.classify_end(-signal.SIGKILL, reason=reason, stopping=stopping, disk_full=must_not_ask)
     assert verdict == (rec.INTERRUPTED, None)
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_task_that_asks_for_more_than_the_pool_has_is_failed_not_run_again(stopping: bool) -> None:
+    verdict = policy.classify_end(127, reason=EndReason.UNAVAILABLE, stopping=stopping, disk_full=must_not_ask)
+    assert verdict == (rec.FAILED, None)
 
 
 def test_a_failure_on_a_full_disk_is_interrupted_and_drains() -> None:
