@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mpifarmer import __version__, config, environment
 from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
-from mpifarmer.farmer import FarmerOptions, run_coordinator, run_worker
+from mpifarmer.farmer import run_coordinator, run_worker
+from mpifarmer.options import FarmerOptions
 from mpifarmer.requeue import requeue
 from mpifarmer.runners import Runner
 from mpifarmer.signals import process_flags

@@ -32,7 +32,7 @@ from mpifarmer.wording import counted
 __all__ = ["Coordinator"]
 
 if TYPE_CHECKING:
-    from mpifarmer.farmer import FarmerOptions
+    from mpifarmer.options import FarmerOptions
 
 logger = logging.getLogger(__name__)
 

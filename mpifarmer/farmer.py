@@ -14,10 +14,10 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from mpifarmer.coordinator import Coordinator
+from mpifarmer.options import FarmerOptions
 from mpifarmer.pool import Pool
 from mpifarmer.runners import Runner
 from mpifarmer.signals import SignalFlags, process_flags
@@ -30,7 +30,7 @@ from mpifarmer.transport.inprocess import Router
 from mpifarmer.transport.protocol import Bye
 from mpifarmer.worker import Worker
 
-__all__ = ["FarmerOptions", "run_coordinator", "run_worker"]
+__all__ = ["run_coordinator", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +46,6 @@ LULL_MIN = 0.002
 
 
 LogPath = Callable[[int], Path]
-
-
-@dataclass
-class FarmerOptions:
-    """How one farmer runs: read by this module, which hands each part to the coordinator, the
-    worker and the pool; every default is written here once."""
-
-    task_list: Path
-    proc: int
-    timeout: float | None = None
-    verbose: bool = False
-    retry_failed: bool = False
-    kill_grace: float = 3.0
-    watch_interval: float = 5.0
-    start_flush: float = 1.0
-    rank_timeout: float = 30.0
 
 
 def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath) -> Pool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mpifarmer.coordinator import Coordinator
-from mpifarmer.farmer import FarmerOptions
+from mpifarmer.options import FarmerOptions
 from mpifarmer.scheduling.ledger import Status
 from mpifarmer.scheduling.policy import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED
 from mpifarmer.signals import SignalFlags

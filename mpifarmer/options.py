@@ -1,0 +1,22 @@
+"""How one farmer runs: the options that the main loops hand on, in parts, to the coordinator,
+the worker and the pool. Every default is written here once; the command line reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FarmerOptions"]
+
+
+@dataclass(frozen=True)
+class FarmerOptions:
+    task_list: Path
+    proc: int  # slots of each rank's pool
+    timeout: float | None = None  # --timeout: drain after this many seconds
+    verbose: bool = False
+    retry_failed: bool = False
+    kill_grace: float = 3.0  # SIGTERM to SIGKILL, when draining
+    watch_interval: float = 5.0  # how often the task list is looked at for appended lines
+    start_flush: float = 1.0  # start records wait at most this long to be written
+    rank_timeout: float = 30.0  # --rank-timeout: a rank silent this long is lost
