@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,22 @@ class FaultInjection:
 _FAULT = FaultInjection(os.environ["MPIFARMER_FAULT"]) if os.environ.get("MPIFARMER_FAULT") else None
 
 
+class Trace:
+    """With ``MPIFARMER_JOURNAL_TRACE=DIR``, every read and append of this process is logged to
+    DIR/journal-trace.PID (offsets, sizes, record counts): for the crash harness, to find out
+    afterwards what each critical section saw. Not for production use."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, f"journal-trace.{os.getpid()}")
+
+    def __call__(self, *fields: object) -> None:
+        with open(self.path, "a") as stream:
+            stream.write(" ".join(map(str, (f"{time.time():.6f}", *fields))) + "\n")
+
+
+_TRACE = Trace(os.environ["MPIFARMER_JOURNAL_TRACE"]) if os.environ.get("MPIFARMER_JOURNAL_TRACE") else None
+
+
 class Journal:
     """Incremental reader and whole-record appender of one journal file."""
 
@@ -68,6 +85,12 @@ class Journal:
         self.skipped = 0
         self.raced = 0  # appends that found records they had not read (see _unread)
         self._own: list[tuple[int, int]] = []  # (offset, length) of such appends, not to be read back
+
+    @staticmethod
+    def trace(*fields: object) -> None:
+        """Add a line to this process's journal trace, if one is kept (see :class:`Trace`)."""
+        if _TRACE is not None:
+            _TRACE(*fields)
 
     def read_new(self) -> list[dict[str, Any]]:
         """Return the records appended since the last call."""
@@ -93,6 +116,9 @@ class Journal:
                 continue
             if isinstance(record, dict):
                 records.append(record)
+        if _TRACE is not None:
+            _TRACE("read", self.offset, len(data), end, len(records),
+                   ",".join(f"{r.get('e')}:{r.get('f', '')}:{r.get('id', r.get('ids', ''))}" for r in records[-3:]))
         self.offset += end
         return records
 
@@ -122,6 +148,9 @@ class Journal:
                 _FAULT.before_write(fd, payload)
             written = os.write(fd, payload)
             end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: where this write ended
+            if _TRACE is not None:
+                _TRACE("append", self.offset, self._torn, unread, end - len(payload), len(payload), len(records),
+                       ",".join(f"{r.get('e')}:{r.get('id', r.get('ids', ''))}" for r in records))
             if written != len(payload):
                 # A short write (disk full) leaves a partial line, which readers skip.
                 raise OSError(28, f"short write to {self.path} ({written} of {len(payload)} bytes)")

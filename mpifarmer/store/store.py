@@ -270,6 +270,7 @@ class Store:
             verdict, why = judge(other, self.me, facts, lease=self.lease, beat_interval=self.beat_interval)
             holders[other.fid] = verdict
             if verdict is Liveness.DEAD:
+                self.journal.trace("dead", other.fid, sorted(other.held))
                 logger.warning("farmer %s is dead (%s): its %s pending again", other.fid, why,
                                counted(len(other.held), "claimed task is", "claimed tasks are"))
                 self._kill_orphans(other)

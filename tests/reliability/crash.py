@@ -395,6 +395,7 @@ class Round:
         env = dict(self.env)
         if plan.fault:
             env["MPIFARMER_FAULT"] = plan.fault
+        env["MPIFARMER_JOURNAL_TRACE"] = str(self.root)  # what each farmer's reads and appends saw (bug 15)
         self.started += 1
         err = self.root / f"farmer-{self.started}.err"
         with err.open("w") as stream:
