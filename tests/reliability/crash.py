@@ -723,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="kills per mode (default: $MPIFARMER_CRASH_KILLS or 200)")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("MPIFARMER_CRASH_SEED", "1")))
     parser.add_argument("--per-round", type=int, default=10, help="kills per task list (default 10)")
-    parser.add_argument("--keep", metavar="DIR", help="keep every round's files under DIR")
+    parser.add_argument("--keep", metavar="DIR", help="keep every round's files under DIR (without it, they are "
+                        "kept in a temporary directory only when a problem was found)")
     args = parser.parse_args(argv)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mpifarmer-crash-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -741,7 +742,11 @@ def main(argv: list[str] | None = None) -> int:
             for problem in figures.problems:
                 print(f"  PROBLEM {problem}", flush=True)
     finally:
-        if not args.keep:
+        if args.keep:
+            pass
+        elif any(f.problems for f in results):
+            print(f"kept every round's files, for the problems above: {root}", flush=True)
+        else:
             shutil.rmtree(root, ignore_errors=True)
     print(f"seed {args.seed}, {args.kills} kills asked per mode; total: "
           f"{sum(f.kills for f in results)} kills, {sum(f.runs for f in results)} runs of "
