@@ -121,3 +121,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: s
     for text in expected:
         assert text in lines[0], lines[0]
     return lines[0]
+
+
+def install_handler(tmp_path: Path, env: dict[str, str], name: str, module: str, source: str,
+                    cls: str) -> dict[str, str]:
+    """Put a task-list handler class in ``tmp_path/module.py``, register it as ``name`` in the
+    user's ``~/.mpifarmer/tasklists.d``; return ``env`` with ``tmp_path`` on PYTHONPATH."""
+    (tmp_path / f"{module}.py").write_text(source)
+    handlers = Path(env["HOME"]) / ".mpifarmer" / "tasklists.d"
+    handlers.mkdir(parents=True, exist_ok=True)
+    (handlers / f"{name}.yaml").write_text(f"{name}:\n  TaskList: {module}.{cls}\n")
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")])))

@@ -3,13 +3,12 @@ in local and MPI mode; and a work directory written by the release before attrib
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from farmhelpers import MPIEXEC, farmer_cmd, journal, run_farmer, view, write_list
+from farmhelpers import MPIEXEC, farmer_cmd, install_handler, journal, run_farmer, view, write_list
 
 HANDLER = '''
 from mpifarmer.tasklists import TaskList
@@ -27,14 +26,10 @@ COLOURS = ["red", "green", "blue", "cyan", "amber", "olive"]
 
 
 def coloured_setup(tmp_path: Path, env: dict[str, str]) -> tuple[Path, Path, dict[str, str]]:
-    (tmp_path / "colourhandler.py").write_text(HANDLER)
-    handlers = Path(env["HOME"]) / ".mpifarmer" / "tasklists.d"
-    handlers.mkdir(parents=True)
-    (handlers / "colour.yaml").write_text("colour:\n  TaskList: colourhandler.Coloured\n")
+    env = install_handler(tmp_path, env, "colour", "colourhandler", HANDLER, "Coloured")
     out = tmp_path / "out"
     tasks = write_list(tmp_path / "tasks.txt", [f"{colour} sleep 0.2; echo $PROC_NUMBER $COLOUR >> {out}"
                                                 for colour in COLOURS])
-    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")])))
     return tasks, out, env
 
 

@@ -4,11 +4,10 @@ Real farmers, real spawners, local and MPI mode."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from farmhelpers import MPIEXEC, farmer_cmd, journal, run_farmer, write_list
+from farmhelpers import MPIEXEC, farmer_cmd, install_handler, journal, run_farmer, write_list
 
 HANDLER = '''
 from mpifarmer.tasklists import TaskList
@@ -28,14 +27,10 @@ SLOTS = 3
 
 
 def sized_setup(tmp_path: Path, env: dict[str, str]) -> tuple[Path, Path, dict[str, str]]:
-    (tmp_path / "sizedhandler.py").write_text(HANDLER)
-    handlers = Path(env["HOME"]) / ".mpifarmer" / "tasklists.d"
-    handlers.mkdir(parents=True)
-    (handlers / "sized.yaml").write_text("sized:\n  TaskList: sizedhandler.Sized\n")
+    env = install_handler(tmp_path, env, "sized", "sizedhandler", HANDLER, "Sized")
     out = tmp_path / "out"
     lines = [f"{size} echo s $PROC_NUMBER $(date +%s.%N) $MPIFARMER_POOL >> {out}; sleep {seconds}; "
              f"echo e $PROC_NUMBER $(date +%s.%N) $MPIFARMER_POOL >> {out}" for size, seconds in SIZES]
-    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")])))
     return write_list(tmp_path / "tasks.txt", lines), out, env
 
 
