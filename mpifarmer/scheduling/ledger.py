@@ -6,6 +6,10 @@ agree on which task is pending, claimed by whom, finished or failed. The decisio
 claimed next is made here, in :meth:`Ledger.claim`: the lowest pending ID, so that users who put
 their longest tasks first get them started first.
 
+Memory per task is a few bytes, so that ten million tasks fit: the task lines in one buffer
+(:class:`~mpifarmer.scheduling.texts.Texts`), the states in one ``bytearray``; dicts hold only
+what is claimed or running, and runs are not kept (the timeline is drawn from the journal).
+
 Nothing here touches files, clocks or processes: the store feeds records in and appends the
 records this class makes.
 """
@@ -20,6 +24,7 @@ from enum import IntEnum
 from typing import Any
 
 from mpifarmer.scheduling import records as rec
+from mpifarmer.scheduling.texts import Texts
 
 __all__ = ["FarmerInfo", "Ledger", "Status"]
 
@@ -34,6 +39,8 @@ class Status(IntEnum):
     FINISHED = 2
     FAILED = 3
 
+
+_PENDING = bytes([Status.PENDING])
 
 STATUS_NAMES = tuple(status.name.lower() for status in Status)
 
@@ -73,7 +80,7 @@ class Ledger:
     """Task states and farmer registrations, as the journal records them."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines = Texts()
         #: Attributes of the tasks that have some, by task ID, as their add records hold them.
         self.attrs: dict[int, dict[str, Any]] = {}
         self.status = bytearray()
@@ -82,9 +89,12 @@ class Ledger:
         self.registrations = 0
         #: Start records of task runs not yet ended, by task ID (pid, host, slot, time).
         self.started: dict[int, dict[str, Any]] = {}
-        #: End records of every task run, in journal order (the timeline is drawn from them).
-        self.runs: list[dict[str, Any]] = []
         self.counts = [0, 0, 0, 0]
+        #: Task state changes applied so far: equal in every farmer that replayed the same records,
+        #: so views written at one count need no rewrite at the same count.
+        self.changes = 0
+        #: Every pending task below ``_cursor`` is in ``_heap``; above it, the status says.
+        self._cursor = 0
         self._heap: list[int] = []
 
     # -- queries ---------------------------------------------------------------------------
@@ -138,7 +148,7 @@ class Ledger:
         self.lines.extend(lines)
         self.status.extend(bytes(len(lines)))
         self.counts[Status.PENDING] += len(lines)
-        self._heap.extend(range(first, first + len(lines)))  # ascending: still a heap
+        self.changes += 1
 
     def _on_hello(self, record: dict[str, Any]) -> None:
         self.registrations += 1
@@ -162,7 +172,6 @@ class Ledger:
         task, fid = int(record["id"]), record.get("f")
         if self.started.get(task, {}).get("f") == fid:
             self.started.pop(task)
-        self.runs.append(record)
         state = record["st"]
         if state == rec.FINISHED:
             self._disown(task)
@@ -219,10 +228,22 @@ class Ledger:
     def claim(self, fid: str, count: int) -> dict[str, Any] | None:
         """Claim up to ``count`` pending tasks, lowest IDs first; return the applied record."""
         ids: list[int] = []
-        while self._heap and len(ids) < count:
-            task = heapq.heappop(self._heap)
-            if self.status[task] == Status.PENDING and task not in ids:
-                ids.append(task)
+        chosen: set[int] = set()
+        status, heap = self.status, self._heap
+        while len(ids) < count:
+            found = status.find(_PENDING, self._cursor)
+            self._cursor = len(status) if found < 0 else found
+            if heap and heap[0] < self._cursor:
+                task = heapq.heappop(heap)
+                if status[task] != Status.PENDING or task in chosen:
+                    continue  # claimed since it was released, or released twice
+            elif found >= 0:
+                task = found
+                self._cursor = found + 1
+            else:
+                break
+            ids.append(task)
+            chosen.add(task)
         if not ids:
             return None
         record = rec.claim(fid, ids)
@@ -253,9 +274,11 @@ class Ledger:
 
     def _release(self, task: int) -> None:
         self._set(task, Status.PENDING)
-        heapq.heappush(self._heap, task)
+        if task < self._cursor:
+            heapq.heappush(self._heap, task)
 
     def _set(self, task: int, status: int) -> None:
+        self.changes += 1
         self.counts[self.status[task]] -= 1
         self.counts[status] += 1
         self.status[task] = status

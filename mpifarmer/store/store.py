@@ -2,9 +2,12 @@
 
 Every state change goes through :meth:`Store.sync`, one short critical section under the
 work-directory lock: read what other farmers appended, find dead farmers, append this
-farmer's records and claims in one write, release. Views (``toprocess`` and the others)
-are rewritten outside the lock at a pace that bounds their cost, and once more under the lock
-when the farmer leaves, so they are exact whenever no farmer runs.
+farmer's records and claims in one write, release. The tasks that ended are added to
+``finished`` and ``failed`` in the same critical section, so those two are never behind the
+journal; ``toprocess``, ``running`` and the timeline are rewritten outside the lock at a pace
+that bounds their cost. Under the lock, when a farmer starts and when it leaves, every view is
+rewritten unless the stamp of the last complete rewrite says the ledger has not changed since,
+so they are exact whenever no farmer runs, and a restart with nothing to do writes nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from typing import Any
 from mpifarmer import environment
 from mpifarmer.errors import LockError, TaskListChanged
 from mpifarmer.scheduling import records as rec
-from mpifarmer.scheduling.ledger import FarmerInfo, Ledger
+from mpifarmer.scheduling.ledger import FarmerInfo, Ledger, Status
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
 from mpifarmer.store.journal import Journal
 from mpifarmer.store.locking import WorkLock
-from mpifarmer.store.views import Snapshot, write_views
+from mpifarmer.store.views import Snapshot, append_lines, view_path, write_timeline, write_views
 from mpifarmer.store.workdir import WorkDir, atomic_write
 from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.wording import counted
@@ -88,6 +91,9 @@ class Store:
         self._last_beat = 0.0
         self._views_at = 0.0
         self._views_cost = 0.0
+        self._timeline_at = 0.0
+        self._timeline_cost = 0.0
+        self._task_views_at = -1  # the ledger's change count at the last rewrite of every task view
         self._views_thread: threading.Thread | None = None
         self._views_error: OSError | None = None
 
@@ -115,7 +121,7 @@ class Store:
                 retried = self.ledger.retry_failed(self.fid)
                 if retried:
                     self.journal.append([retried])
-            self.write_views()
+            self._write_all_views(timeline=False)  # the timeline follows from the loop (views_due)
 
     def _add_record(self, first: int, lines: list[str]) -> dict[str, Any]:
         """The add record of ``lines``, with the attributes the task-list handler gives them."""
@@ -205,13 +211,13 @@ class Store:
             if tasks is not None and len(tasks) > len(self.ledger):
                 known = len(self.ledger)
                 out.append(self._add_record(known, tasks.texts[known:]))
-            for record in out:
-                self.ledger.apply(record)
+            ended = self._apply_own(out)
             holders = self._sweep(out) if self.ledger.others_holding(self.fid) else {}
             claim = self.ledger.claim(self.fid, want) if want > 0 else None
             if claim is not None:
                 out.append(claim)
             self.journal.append(out)
+            self._append_ended(ended)
         finally:
             self.lock.release()
         return SyncResult(claim["ids"] if claim else [], holders)
@@ -227,12 +233,13 @@ class Store:
             return False
         try:
             self.ledger.apply_all(self.journal.read_new())
-            for record in out:
-                self.ledger.apply(record)
+            ended = self._apply_own(out)
             bye = rec.bye(self.fid, self.clock())
             self.ledger.apply(bye)
             self.journal.append([*out, bye])
-            self.write_views()
+            self._join_views()
+            if not self._write_all_views():
+                self._append_ended(ended)
         finally:
             self.lock.release()
         try:
@@ -306,40 +313,107 @@ class Store:
         self._register(self._identity, out)
 
     def views_due(self) -> bool:
-        """Whether a view rewrite is due: at least 2 s and 20 times its last cost apart, and
-        the previous background write is done."""
+        """Whether a background rewrite is due: of ``toprocess`` and ``running`` at least 2 s and
+        20 times their last cost apart, of the timeline 10 s and 20 times its cost; and the
+        previous background write is done."""
         if self._views_thread is not None and self._views_thread.is_alive():
             return False
+        return self._task_views_due() or self._timeline_due()
+
+    def _task_views_due(self) -> bool:
         return self.clock() - self._views_at >= max(2.0, 20 * self._views_cost)
 
+    def _timeline_due(self) -> bool:
+        return self.clock() - self._timeline_at >= max(10.0, 20 * self._timeline_cost)
+
     def write_views(self, background: bool = False) -> None:
-        """Rewrite the views from the ledger as it is now; ``background`` writes them from a
-        thread, so that a large list (seconds of writing) does not hold up dispatch."""
+        """Rewrite the views that are due (all of them unless ``background``) from the ledger as it
+        is now; ``background`` writes them from a thread, so that a large list (seconds of
+        writing) does not hold up dispatch. A background write leaves out ``finished`` and
+        ``failed``: they are appended to under the lock, and a rewrite outside it could drop rows
+        that another farmer appended meanwhile."""
         self._join_views()
         snapshot = Snapshot.of(self.ledger)
-        self._views_at = self.clock()
+        now = self.clock()
+        statuses = (Status.PENDING, Status.CLAIMED) if background else tuple(Status)
+        if background and not self._task_views_due():
+            statuses = ()
+        timeline = not background or self._timeline_due()
+        if statuses:
+            self._views_at = now
+        if timeline:
+            self._timeline_at = now
         if background:
-            self._views_thread = threading.Thread(target=self._write_snapshot, args=(snapshot,),
+            self._views_thread = threading.Thread(target=self._write_snapshot, args=(snapshot, statuses, timeline),
                                                   name="mpifarmer-views", daemon=True)
             self._views_thread.start()
         else:
-            self._write_snapshot(snapshot)
+            self._write_snapshot(snapshot, statuses, timeline)
         if self._views_error is not None:
             error, self._views_error = self._views_error, None
             raise error
 
-    def _write_snapshot(self, snapshot: Snapshot) -> None:
-        start = time.perf_counter()
+    def _write_snapshot(self, snapshot: Snapshot, statuses: tuple[int, ...], timeline: bool) -> None:
         try:
-            write_views(snapshot, self.workdir)
+            start = time.perf_counter()
+            if statuses:
+                write_views(snapshot, self.workdir, statuses, timeline=False)
+                self._views_cost = time.perf_counter() - start
+            if timeline:
+                start = time.perf_counter()
+                write_timeline(self.workdir)
+                self._timeline_cost = time.perf_counter() - start
         except OSError as error:
             self._views_error = error  # raised in the main thread, by the next write_views
-        self._views_cost = time.perf_counter() - start
 
     def _join_views(self) -> None:
         if self._views_thread is not None:
             self._views_thread.join()
             self._views_thread = None
+
+    def _write_all_views(self, timeline: bool = True) -> bool:
+        """Under the lock: rewrite every view, unless the stamp of the last complete rewrite shows
+        the ledger as it is now. False if nothing was written."""
+        stamp = {"changes": self.ledger.changes, "tasks": len(self.ledger)}
+        try:
+            if json.loads(self.workdir.views_stamp.read_text()) == stamp:
+                return False
+        except (OSError, ValueError):
+            pass
+        self._join_views()
+        self.workdir.views_stamp.unlink(missing_ok=True)  # not exact until the rewrite is complete
+        # The task views written at start are still exact if nothing changed since (a restart
+        # with nothing to do): then only the timeline is left to write.
+        statuses = () if self._task_views_at == stamp["changes"] else tuple(Status)
+        self._write_snapshot(Snapshot.of(self.ledger), statuses, timeline)
+        self._task_views_at = stamp["changes"]
+        self._views_at = self.clock()
+        if self._views_error is not None:
+            error, self._views_error = self._views_error, None
+            raise error
+        if timeline:
+            with atomic_write(self.workdir.views_stamp) as stream:
+                json.dump(stamp, stream)
+        return True
+
+    def _apply_own(self, out: list[dict[str, Any]]) -> dict[int, list[int]]:
+        """Apply this farmer's records to the ledger; return the tasks they made finished or
+        failed (not those already so: a failed task that fails again is listed once)."""
+        ended: dict[int, list[int]] = {Status.FINISHED: [], Status.FAILED: []}
+        status = self.ledger.status
+        for record in out:
+            task = record.get("id") if record.get("e") == rec.END else None
+            before = status[task] if task is not None else None
+            self.ledger.apply(record)
+            if task is not None and status[task] != before and status[task] in ended:
+                ended[status[task]].append(task)
+        return ended
+
+    def _append_ended(self, ended: dict[int, list[int]]) -> None:
+        """Add the tasks that just ended to ``finished`` or ``failed`` (under the lock)."""
+        lines = self.ledger.lines
+        for state, tasks in ended.items():
+            append_lines(view_path(self.workdir, state), [f"{task} {lines[task]}\n" for task in tasks])
 
     def is_dead_lock_owner(self, host: str, pid: int) -> bool:
         """For the strict lock: is the process that holds a lock claim certainly gone?"""

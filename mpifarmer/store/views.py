@@ -2,86 +2,170 @@
 
 ``toprocess``, ``running``, ``finished`` and ``failed`` hold one ``ID LINE`` line per task;
 ``timeline.json`` is Chrome trace-event JSON with one complete event (``"ph": "X"``) per task
-run, host and rank as the process, worker slot as the thread. Every file is rewritten whole
-and atomically, so each is valid at every moment. A rewrite costs O(tasks); the store spaces
-rewrites out in proportion to how long they take, which bounds their share of the run time.
+run, host and rank as the process, worker slot as the thread.
+
+Two ways of keeping them: :func:`write_views` rewrites files whole and atomically (temporary file
+and rename), so each is valid at every moment, at a cost of O(tasks); :func:`append_lines` adds
+the tasks that just ended to ``finished`` and ``failed``, at a cost of O(ended), so that those
+two are never far behind however long the list is. The timeline is streamed from the journal's
+end records (:func:`write_timeline`): no run is held in memory.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import Ledger, Status
+from mpifarmer.scheduling.texts import Texts
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
-__all__ = ["Snapshot", "timeline_events", "write_views"]
+__all__ = ["TASK_VIEWS", "Snapshot", "append_lines", "timeline_events", "write_timeline", "write_views"]
+
+#: Every task view, by the status it lists.
+TASK_VIEWS = (Status.PENDING, Status.CLAIMED, Status.FINISHED, Status.FAILED)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the views show, copied from the ledger so that they can be written while it changes.
+    """What the task views show, copied from the ledger so that they can be written while it
+    changes. ``lines`` is the ledger's own: it only grows, and only the first ``len(status)``
+    entries are read."""
 
-    ``lines`` is the ledger's own list: it only grows, and only the first ``len(status)`` entries
-    are read.
-    """
-
-    lines: list[str]
+    lines: Texts
     status: bytes
-    runs: list[dict[str, Any]]
 
     @classmethod
     def of(cls, ledger: Ledger) -> Snapshot:
-        return cls(ledger.lines, bytes(ledger.status), list(ledger.runs))
+        return cls(ledger.lines, bytes(ledger.status))
 
 
-def write_views(source: Ledger | Snapshot, workdir: WorkDir) -> None:
-    """Rewrite every view from a ledger or a snapshot of one."""
+def view_path(workdir: WorkDir, status: int) -> Path:
+    return {Status.PENDING: workdir.toprocess, Status.CLAIMED: workdir.running,
+            Status.FINISHED: workdir.finished, Status.FAILED: workdir.failed}[status]
+
+
+def write_views(source: Ledger | Snapshot, workdir: WorkDir, statuses: Iterable[int] = TASK_VIEWS,
+                timeline: bool = True) -> None:
+    """Rewrite the views of ``statuses`` (and the timeline) from a ledger or a snapshot of one."""
     snapshot = Snapshot.of(source) if isinstance(source, Ledger) else source
-    buckets: dict[int, list[str]] = {Status.PENDING: [], Status.CLAIMED: [], Status.FINISHED: [], Status.FAILED: []}
-    lines = snapshot.lines
-    for task, status in enumerate(snapshot.status):
-        buckets[status].append(f"{task} {lines[task]}\n")
-    for status, path in ((Status.PENDING, workdir.toprocess), (Status.CLAIMED, workdir.running),
-                         (Status.FINISHED, workdir.finished), (Status.FAILED, workdir.failed)):
-        _write_lines(path, buckets[status])
-    # json.dumps, not json.dump: only the one-shot encoder is the fast C one.
-    text = json.dumps({"traceEvents": timeline_events(snapshot.runs), "displayTimeUnit": "ms"},
-                      separators=(",", ":"))
+    for status in statuses:
+        with atomic_write(view_path(workdir, status)) as stream:
+            stream.writelines(_rows(snapshot, status))
+    if timeline:
+        write_timeline(workdir)
+
+
+def _rows(snapshot: Snapshot, status: int) -> Iterator[str]:
+    marker, lines, states = bytes([status]), snapshot.lines, snapshot.status
+    task = states.find(marker)
+    while task >= 0:
+        yield f"{task} {lines[task]}\n"
+        task = states.find(marker, task + 1)
+
+
+def append_lines(path: Path, rows: list[str]) -> None:
+    """Append ``rows`` (whole ``ID LINE`` lines) to a view with one write. A line torn by a writer
+    killed midway is ended first, so that it damages no other row; the next rewrite drops it."""
+    if not rows:
+        return
+    payload = "".join(rows).encode("utf-8", "surrogateescape")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            payload = b"\n" + payload
+        os.write(fd, payload)
+    finally:
+        os.close(fd)
+
+
+def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
+    """Rewrite ``timeline.json`` from the journal's end records, read a chunk at a time."""
     with atomic_write(workdir.timeline) as stream:
-        stream.write(text)
+        stream.write('{"traceEvents":[')
+        builder = _Timeline()
+        first = True
+        for events in builder.events(_end_records(workdir.journal, chunk)):
+            # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
+            text = json.dumps(events, separators=(",", ":"))[1:-1]
+            if text:
+                stream.write(text if first else "," + text)
+                first = False
+        meta = json.dumps(builder.metadata(), separators=(",", ":"))[1:-1]
+        if meta:
+            stream.write(meta if first else "," + meta)
+        stream.write('],"displayTimeUnit":"ms"}')
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
-    with atomic_write(path) as stream:
-        stream.writelines(lines)
+def _end_records(journal: Path, chunk: int) -> Iterator[list[dict[str, Any]]]:
+    """The journal's end records, a list per chunk read (a torn last line is left out)."""
+    try:
+        stream = journal.open("rb")
+    except FileNotFoundError:
+        return
+    with stream:
+        rest = b""
+        while data := stream.read(chunk):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+            found = []
+            for line in data.splitlines():
+                if b'"e":"end"' in line:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("e") == rec.END:
+                        found.append(record)
+            yield found
 
 
-def timeline_events(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trace events for ``runs`` (end records): metadata naming each host/rank, then one
-    complete event per run, with times in microseconds."""
-    processes: dict[tuple[str, int], int] = {}
-    slots: set[tuple[int, int]] = set()
-    events: list[dict[str, Any]] = []
-    for run in runs:
+class _Timeline:
+    """Turns end records into trace events, remembering only hosts, ranks and slots."""
+
+    def __init__(self) -> None:
+        self.processes: dict[tuple[str, int], int] = {}
+        self.slots: set[tuple[int, int]] = set()
+
+    def events(self, batches: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        for runs in batches:
+            yield [event for run in runs if (event := self.event(run)) is not None]
+
+    def event(self, run: dict[str, Any]) -> dict[str, Any] | None:
         t0 = run.get("t0")
         if t0 is None:
-            continue
+            return None
         key = (run.get("host", "?"), int(run.get("rank", 0)))
-        pid = processes.setdefault(key, len(processes))
+        pid = self.processes.setdefault(key, len(self.processes))
         tid = int(run.get("slot", 0))
-        slots.add((pid, tid))
+        self.slots.add((pid, tid))
         args = {"id": run["id"], "status": run["st"], "rc": run.get("rc")}
         if "sig" in run:
             args["signal"] = run["sig"]
-        events.append({"name": f"task {run['id']}", "cat": run["st"], "ph": "X", "pid": pid, "tid": tid,
-                       "ts": round(t0 * 1e6), "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args})
-    meta: list[dict[str, Any]] = []
-    for (host, rank), pid in processes.items():
-        meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
-        meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
-    for pid, tid in sorted(slots):
-        meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": f"slot {tid}"}})
-    return meta + events
+        return {"name": f"task {run['id']}", "cat": run["st"], "ph": "X", "pid": pid, "tid": tid,
+                "ts": round(t0 * 1e6), "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args}
+
+    def metadata(self) -> list[dict[str, Any]]:
+        """Events naming each host/rank (the process) and slot (the thread)."""
+        meta: list[dict[str, Any]] = []
+        for (host, rank), pid in self.processes.items():
+            meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
+            meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
+        for pid, tid in sorted(self.slots):
+            meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": f"slot {tid}"}})
+        return meta
+
+
+def timeline_events(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trace events for ``runs`` (end records): one complete event per run, with times in
+    microseconds, then metadata naming each host/rank and slot."""
+    builder = _Timeline()
+    events = [event for batch in builder.events([list(runs)]) for event in batch]
+    return events + builder.metadata()

@@ -35,6 +35,8 @@ class WorkDir:
         self.finished = self.root / "finished"
         self.failed = self.root / "failed"
         self.timeline = self.root / "timeline.json"
+        #: The ledger's change count when every view was last rewritten whole (see Store).
+        self.views_stamp = self.root / "views.stamp"
         self.logs = self.root / "logs"
         self.farmers = self.root / "farmers"
 

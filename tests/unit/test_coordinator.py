@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -215,8 +216,8 @@ def test_a_signal_death_waits_to_see_whether_a_stop_follows(tmp_path: Path, stop
         time.sleep(0.05)
         coordinator.step()
     coordinator.finish()
-    ends = [run["st"] for run in store.ledger.runs]
-    assert ends == [expected]
+    journal = [json.loads(line) for line in store.workdir.journal.read_text().splitlines()]
+    assert [record["st"] for record in journal if record["e"] == "end"] == [expected]
 
 
 def test_a_rank_of_another_version_stops_the_farm(tmp_path: Path) -> None:

@@ -267,6 +267,54 @@ def test_close_says_bye_releases_claims_and_writes_the_views(tmp_path: Path) -> 
     assert not wd.heartbeat(store.fid).exists()
 
 
+def test_tasks_that_end_are_in_finished_and_failed_at_once(tmp_path: Path) -> None:
+    """finished and failed are appended in the critical section that records the end, so a long
+    list's views are never behind; toprocess waits for its next rewrite."""
+    store = opened(tmp_path, ["a", "b", "c", "d"])
+    store.sync([], want=4)
+    store.sync([ended(store, 2, rec.FINISHED), ended(store, 1, rec.FAILED)])
+    wd = store.workdir
+    assert wd.finished.read_text() == "2 c\n" and wd.failed.read_text() == "1 b\n"
+    store.sync([ended(store, 0, rec.FINISHED), ended(store, 1, rec.INTERRUPTED)])
+    assert wd.finished.read_text() == "2 c\n0 a\n" and wd.failed.read_text() == "1 b\n"
+    other = opened(tmp_path, ["a", "b", "c", "d"])  # a second farmer rewrites the views as it starts ...
+    assert wd.finished.read_text() == "0 a\n2 c\n"
+    other.sync([], want=1)
+    other.sync([ended(other, 3, rec.FINISHED)])  # ... and adds its own ends
+    store.sync([ended(store, 1, rec.FAILED)])
+    assert wd.finished.read_text() == "0 a\n2 c\n3 d\n" and wd.failed.read_text() == "1 b\n"
+    store.close([])
+    other.close([])
+    assert wd.finished.read_text() == "0 a\n2 c\n3 d\n" and wd.failed.read_text() == "1 b\n"
+
+
+def test_a_restart_with_nothing_changed_rewrites_no_view(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b"])
+    store.sync([], want=2)
+    store.close([ended(store, 0, rec.FINISHED), ended(store, 1, rec.FAILED)])
+    wd = store.workdir
+    views = [wd.toprocess, wd.running, wd.finished, wd.failed, wd.timeline]
+    written = {path: path.stat().st_ino for path in views}  # each rewrite is a new file (rename)
+    again = opened(tmp_path, ["a", "b"])
+    assert again.close([])
+    assert {path: path.stat().st_ino for path in views} == written
+    retried = opened(tmp_path, ["a", "b"], retry_failed=True)
+    assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
+    assert retried.close([])
+    assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
+
+
+def test_a_stamp_left_by_a_killed_rewrite_is_not_trusted(tmp_path: Path) -> None:
+    store = opened(tmp_path, ["a", "b"])
+    store.sync([], want=1)
+    store.close([ended(store, 0, rec.FINISHED)])
+    wd = store.workdir
+    wd.finished.write_text("")  # a view damaged or left behind ...
+    wd.views_stamp.write_text("{not json")  # ... with its stamp
+    opened(tmp_path, ["a", "b"]).close([])
+    assert wd.finished.read_text() == "0 a\n"
+
+
 def test_sync_and_close_give_up_when_the_lock_is_held(tmp_path: Path) -> None:
     store = opened(tmp_path, ["a"])
     holder = WorkLock(store.workdir.root / "lock", "flock")

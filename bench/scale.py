@@ -1,0 +1,162 @@
+"""Scale: a farmer's wall time, peak memory and view lag at 10^4 .. 10^7 tasks.
+
+Every run uses the NoopRunner (no process is started), so what is measured is the farmer
+itself: replaying and appending the journal, claiming, writing views. For each size N:
+
+  fresh      a new work directory, N tasks, ``-n 2``: wall time, the farmer's peak RSS, the
+             dispatch rate (first start to last end, from the journal) and the largest gap
+             between updates of ``finished`` while it ran (sampled every 50 ms)
+  done       the same command again on the finished work directory: wall time, peak RSS
+  half       a work directory that finished the first N/2 lines, with the other N/2 appended to
+             the list: time from launch to the first task's start record, and peak RSS
+
+Peak RSS is the farmer's own (``wait4``'s ru_maxrss), not its spawner's. Run with
+``--revision DIR`` to measure another checkout (its own ``python -m mpifarmer``) in the same
+invocation, as a baseline: ratios are printed for every figure.
+
+    python bench/scale.py --sizes 10000 100000 1000000 [--revision /tmp/baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def farmer(checkout: Path) -> list[str]:
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(checkout)!r}); "
+            "from mpifarmer.cli import main; sys.exit(main())"]
+
+
+def run(argv: list[str], env: dict[str, str], watch: Path | None = None) -> dict[str, float]:
+    """Run ``argv``; return wall time, peak RSS (MB) and, with ``watch``, the largest gap
+    between changes of that file while it ran."""
+    gaps = {"gap": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        last_change, last = time.monotonic(), None
+        while not done.wait(0.05):
+            try:
+                stat = os.stat(watch)
+                now_seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            except FileNotFoundError:
+                now_seen = None
+            now = time.monotonic()
+            if now_seen != last:
+                last, last_change = now_seen, now
+            gaps["gap"] = max(gaps["gap"], now - last_change)
+
+    start, launched = time.monotonic(), time.time()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = threading.Thread(target=sample, daemon=True) if watch is not None else None
+    if sampler is not None:
+        sampler.start()
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - start
+    done.set()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        sys.exit(f"{argv} exited {process.returncode}:\n{stderr.decode()[-2000:]}")
+    return {"wall": wall, "rss": usage.ru_maxrss / 1024, "gap": gaps["gap"], "launched": launched}
+
+
+def journal_times(workdir: Path) -> tuple[float, float, float]:
+    """(first start t0, last end t1, ends) from the journal, streamed."""
+    first, last, ends = float("inf"), 0.0, 0
+    with open(workdir / "journal.jsonl", "rb") as stream:
+        for line in stream:
+            if b'"e":"start"' in line or b'"e":"end"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("e") == "end":
+                    ends += 1
+                    last = max(last, record.get("t1", 0.0))
+                    if "t0" in record:
+                        first = min(first, record["t0"])
+                else:
+                    first = min(first, record.get("t", record.get("t0", first)))
+    return first, last, ends
+
+
+def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str]) -> dict[str, float]:
+    tasks = tmp / f"tasks-{size}.txt"
+    tasks.write_text("".join(f"true {i}\n" for i in range(size)))
+    base = [*farmer(checkout), "-r", "noop", "-n", "2"]
+    figures: dict[str, float] = {}
+    fresh = tmp / f"fresh-{size}"
+    result = run([*base, str(tasks), "-w", str(fresh)], env, watch=fresh / "finished")
+    first, last, _ = journal_times(fresh)
+    figures |= {"fresh wall s": result["wall"], "fresh RSS MB": result["rss"], "finished gap s": result["gap"],
+                "dispatch /s": size / max(1e-9, last - first)}
+    result = run([*base, str(tasks), "-w", str(fresh)], env)
+    figures |= {"done wall s": result["wall"], "done RSS MB": result["rss"]}
+    half_list = tmp / f"half-{size}.txt"
+    half = tmp / f"half-{size}"
+    half_list.write_text("".join(f"true {i}\n" for i in range(size // 2)))
+    run([*base, str(half_list), "-w", str(half)], env)
+    with half_list.open("a") as stream:
+        stream.write("".join(f"true {i}\n" for i in range(size // 2, size)))
+    done_before = journal_times(half)[2]
+    result = run([*base, str(half_list), "-w", str(half)], env)
+    first_start = first_start_after(half, done_before)
+    figures |= {"half first task s": first_start - result["launched"] if first_start else float("nan"),
+                "half RSS MB": result["rss"]}
+    return figures
+
+
+def first_start_after(workdir: Path, ends_before: int) -> float | None:
+    """The wall-clock time of the first end record's t0 after the first ``ends_before`` ends."""
+    seen = 0
+    with open(workdir / "journal.jsonl", "rb") as stream:
+        for line in stream:
+            if b'"e":"end"' in line:
+                seen += 1
+                if seen > ends_before:
+                    return json.loads(line).get("t0")
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000, 1000000])
+    parser.add_argument("--revision", type=Path, help="a baseline checkout, measured in the same invocation")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mpifarmer-scale-") as name:
+        tmp = Path(name)
+        home = tmp / "home"
+        (home / ".mpifarmer" / "runners.d").mkdir(parents=True)
+        (home / ".mpifarmer" / "runners.d" / "noop.ini").write_text("[noop]\nRunner = mpifarmer.runners.NoopRunner\n")
+        env = dict(os.environ, HOME=str(home))
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} load {open('/proc/loadavg').read().split()[:3]}")
+        for size in args.sizes:
+            checkouts = {"this": HERE} | ({"baseline": args.revision.resolve()} if args.revision else {})
+            rows = {}
+            for name, checkout in checkouts.items():
+                (tmp / name).mkdir()
+                rows[name] = measure(checkout, size, tmp / name, env)
+                subprocess.run(["rm", "-rf", str(tmp / name)], check=True)
+            print(f"\n## {size:,} tasks")
+            print("| figure | " + " | ".join(rows) + (" | ratio |" if len(rows) > 1 else " |"))
+            print("|---" * (len(rows) + 1 + (len(rows) > 1)) + "|")
+            for key in rows["this"]:
+                values = [rows[name][key] for name in rows]
+                ratio = f" | {values[0] / values[1]:.3f}" if len(values) > 1 and values[1] else ""
+                print(f"| {key} | " + " | ".join(f"{v:,.3g}" for v in values) + ratio + " |")
+        print(f"\n# load after {open('/proc/loadavg').read().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
