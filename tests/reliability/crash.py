@@ -16,8 +16,9 @@ a busy machine is not):
 
 * ``delay``: SIGKILL after a random delay from the start, which lands in interpreter start-up, registration,
   claiming, task starts and ends, view writes, or the final close;
-* ``fault-before|torn|after``: ``MPIFARMER_FAULT=N:WHERE`` makes the farmer SIGKILL itself at its N-th
-  journal append, before writing, after writing half of it, or after writing all of it;
+* ``fault-before|torn|unended|after``: ``MPIFARMER_FAULT=N:WHERE`` makes the farmer SIGKILL itself at its
+  N-th journal append, before writing, after writing half of it, after writing all but its last newline
+  (bug 15: a whole record with no newline), or after writing all of it;
 * ``tail``: SIGKILL shortly after the last tasks started, while the farmer finishes them and shuts down;
 * ``spawner``: SIGKILL of the farmer's spawner (in MPI mode, of one rank's spawner, chosen at random) after a
   random delay, as an OOM killer or a user's ``kill`` might: the farmer is not killed and must go on, kill the
@@ -310,7 +311,7 @@ def choose_plan(rng: random.Random, mode: str) -> Plan:
     if draw < 0.40:
         return Plan("spawner", delay=rng.uniform(startup, startup + 1.5))
     if draw < 0.75:
-        where = rng.choice(("before", "torn", "after"))
+        where = rng.choice(("before", "torn", "unended", "after"))
         return Plan(f"fault-{where}", fault=f"{rng.randint(1, 25)}:{where}")
     if draw < 0.88:
         return Plan("tail", delay=rng.uniform(0.0, 0.6))
@@ -449,7 +450,7 @@ class Round:
             self.figures.kills += 1
             kind = farmer.plan.kind if farmer.killed_at is not None or farmer.plan.fault else "other"
             self.figures.kinds[kind] += 1
-            if kind == "fault-torn":
+            if kind in ("fault-torn", "fault-unended"):
                 self.torn += 1
             last = "none (not registered)"
             for record in read_journal(self.workdir / "journal.jsonl").records:

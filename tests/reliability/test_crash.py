@@ -158,3 +158,65 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+# -- bug 15: a record cut just before its newline --------------------------------------------------------
+
+
+def finished_records(workdir: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for line in (workdir / "journal.jsonl").read_bytes().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("e") == "end" and record.get("st") == "finished":
+            counts[record["id"]] = counts.get(record["id"], 0) + 1
+    return counts
+
+
+def test_a_finished_record_cut_before_its_newline_is_not_finished_twice(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    """A farmer killed after writing a task's end record but before its newline (bug 15): the next
+    farmer takes the cut record for torn, runs the task again, and its own append must not turn the
+    cut record into a second ``finished`` for everyone who reads the journal after it."""
+    out = tmp_path / "out"
+    tasks = tmp_path / "tasks.txt"
+    go = tmp_path / "go"
+    tasks.write_text("".join(f"echo {i} >> {out}" + (f"; [ -e {go} ] || sleep 30\n" if i == 1 else "\n")
+                             for i in range(4)))
+    workdir = tmp_path / "wd"
+    first = subprocess.Popen([sys.executable, "-m", "mpifarmer", str(tasks), "-w", str(workdir), "-n", "1"],
+                             env=clean_home, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + HANG
+    while not (out.exists() and out.read_text().split() == ["0", "1"] and finished_records(workdir) == {0: 1}):
+        assert time.monotonic() < deadline and first.poll() is None, first.stderr.read() if first.stderr else ""
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    records = [json.loads(line) for line in (workdir / "journal.jsonl").read_bytes().splitlines()]
+    fid = next(r["f"] for r in records if r["e"] == "hello")
+    cut = {"e": "end", "f": fid, "id": 1, "st": "finished", "rc": 0, "t0": 1.0, "t1": 2.0, "host": "h",
+           "rank": 0, "slot": 0, "why": "exited"}
+    with (workdir / "journal.jsonl").open("ab") as stream:  # the write the SIGKILL cut: all but "\n"
+        stream.write(json.dumps(cut, separators=(",", ":")).encode())
+    go.touch()
+    second = run_farmer(tasks, "-w", workdir, "-n", "1", env=clean_home, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert finished_records(workdir) == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert sorted(out.read_text().split()) == ["0", "1", "1", "2", "3"], "task 1 ran again: its end was lost"
+
+
+def test_the_unended_fault_cuts_the_last_newline_and_the_restart_loses_and_reruns_nothing(
+        tmp_path: Path, clean_home: dict[str, str]) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f"echo {i}\n" for i in range(6)))
+    workdir = tmp_path / "wd"
+    env = clean_home | {"MPIFARMER_FAULT": "3:unended"}
+    killed = run_farmer(tasks, "-w", workdir, "-n", "1", env=env, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    data = (workdir / "journal.jsonl").read_bytes()
+    assert not data.endswith(b"\n") and json.loads(data.rsplit(b"\n", 1)[1]), "a whole record with no newline"
+    again = run_farmer(tasks, "-w", workdir, "-n", "1", env=clean_home, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert set(finished_records(workdir).values()) == {1} and len(finished_records(workdir)) == 6

@@ -99,7 +99,8 @@ def test_next_append_terminates_a_torn_line_and_readers_skip_it(path: Path) -> N
     assert observer.read_new() == [rec(1)]
     raw_append(path, b'{"e":"test","n":2,"te')  # a writer killed mid-write
     appended(writer, rec(3))
-    assert file_lines(path) == [b'{"e":"test","n":1}', b'{"e":"test","n":2,"te', b'{"e":"test","n":3}', b""]
+    assert file_lines(path) == [b'{"e":"test","n":1}', b'{"e":"test","n":2,"te torn', b'{"e":"test","n":3}',
+                               b""]
     assert writer.offset == path.stat().st_size
     assert observer.read_new() == [rec(3)]
     assert observer.skipped == 1
@@ -191,3 +192,31 @@ def test_a_race_over_a_torn_line_leaves_only_the_torn_record_damaged(path: Path)
     fresh = Journal(path)
     assert [r["n"] for r in fresh.read_new()] == [0, 1, 2] and fresh.skipped == 1
     assert a.read_new() == [{"n": 1}]
+
+
+def test_a_record_torn_just_before_its_newline_is_lost_for_every_reader(path: Path) -> None:
+    """Bug 15 of tests/reliability/README.md: a writer killed after writing a record's JSON but
+    before its newline leaves a line that parses. A farmer that read the file then took it for
+    torn (it has no newline) and skipped it; its own append then ended the line with a newline,
+    and every later reader applied the record that farmer had not: a task finished twice."""
+    appended(Journal(path), rec(1))
+    raw_append(path, json.dumps(rec(2), separators=(",", ":")).encode())  # all but the newline
+    seen_torn = Journal(path)
+    assert seen_torn.read_new() == [rec(1)]
+    seen_torn.append([rec(3)])
+    later = Journal(path)
+    assert later.read_new() == [rec(1), rec(3)], "every reader agrees with the one that saw the record torn"
+    assert later.skipped == 1
+
+
+def test_a_record_torn_before_its_newline_behind_an_unread_append_is_lost_too(path: Path) -> None:
+    """The same, when the farmer that ends the line had not read it at all (a lock that did not
+    keep others out): it must not complete a record it never applied."""
+    appended(Journal(path), rec(1))
+    behind = Journal(path)
+    assert behind.read_new() == [rec(1)]
+    raw_append(path, json.dumps(rec(2), separators=(",", ":")).encode() + b"\n")
+    raw_append(path, json.dumps(rec(3), separators=(",", ":")).encode())
+    behind.append([rec(4)])
+    assert Journal(path).read_new() == [rec(1), rec(2), rec(4)]
+    assert behind.read_new() == [rec(2)]
