@@ -26,6 +26,14 @@ class Texts(Sequence[str]):
         self._ends = array("Q")
         self.extend(items)
 
+    @classmethod
+    def from_encoded(cls, data: bytes, ends: Iterable[int]) -> Texts:
+        """Texts of the UTF-8 strings ``data[0:e0]``, ``data[e0:e1]``, ... for ``ends`` e0, e1, ..."""
+        texts = cls()
+        texts._data += data
+        texts._ends.extend(ends)
+        return texts
+
     def __len__(self) -> int:
         return len(self._ends)
 

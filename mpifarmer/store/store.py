@@ -121,7 +121,9 @@ class Store:
                 retried = self.ledger.retry_failed(self.fid)
                 if retried:
                     self.journal.append([retried])
-            self._write_all_views(timeline=False)  # the timeline follows from the loop (views_due)
+            self._write_all_views(timeline=False)
+            # The task views are exact now; the timeline (if stale) follows at the loop's pace.
+            self._views_at = self._timeline_at = self.clock()
 
     def _add_record(self, first: int, lines: list[str]) -> dict[str, Any]:
         """The add record of ``lines``, with the attributes the task-list handler gives them."""
@@ -183,12 +185,12 @@ class Store:
 
     def _check_unchanged(self, tasks: TaskLines, task_list: str) -> None:
         recorded = self.ledger.lines
-        for task, (old, new) in enumerate(zip(recorded, tasks.texts, strict=False)):
-            if old != new:
-                raise TaskListChanged(
-                    task_list, f"task {task} differs from the one recorded in {self.workdir.root} "
-                    f"({_clip(old)!r}); task IDs would change meaning: restore the line, or start a new "
-                    "work directory (-w)", tasks.linenos[task])
+        task = recorded.first_difference(tasks.texts)
+        if task is not None:
+            raise TaskListChanged(
+                task_list, f"task {task} differs from the one recorded in {self.workdir.root} "
+                f"({_clip(recorded[task])!r}); task IDs would change meaning: restore the line, or start a new "
+                "work directory (-w)", tasks.linenos[task])
         if len(tasks) < len(recorded):
             missing = len(tasks)
             raise TaskListChanged(

@@ -29,7 +29,7 @@ def read_error(tmp_path: Path, data: bytes, **options: object) -> TaskListError:
 def test_blank_and_comment_lines_are_not_tasks_but_keep_their_line_numbers(tmp_path: Path) -> None:
     tasks = read(tmp_path, b"# header\n\necho a\n   \n  # indented\n\techo b  \necho # not a comment\n")
     assert tasks.texts == ["echo a", "echo b", "echo # not a comment"]
-    assert tasks.linenos == [3, 6, 7]
+    assert list(tasks.linenos) == [3, 6, 7]
     assert tasks.end == len(b"# header\n\necho a\n   \n  # indented\n\techo b  \necho # not a comment\n")
     assert tasks.next_lineno == 8
     assert tasks.tail_start is None and tasks.tail_lineno is None
@@ -38,14 +38,14 @@ def test_blank_and_comment_lines_are_not_tasks_but_keep_their_line_numbers(tmp_p
 def test_crlf_line_endings_are_stripped(tmp_path: Path) -> None:
     tasks = read(tmp_path, b"echo a\r\n\r\n#c\r\necho b\r\n")
     assert tasks.texts == ["echo a", "echo b"]
-    assert tasks.linenos == [1, 4]
+    assert list(tasks.linenos) == [1, 4]
 
 
 def test_missing_final_newline_still_gives_the_last_task(tmp_path: Path) -> None:
     data = b"echo a\necho b"
     tasks = read(tmp_path, data)
     assert tasks.texts == ["echo a", "echo b"]
-    assert tasks.linenos == [1, 2]
+    assert list(tasks.linenos) == [1, 2]
     assert tasks.end == len(data) and tasks.next_lineno == 3
     assert tasks.tail_start == len(b"echo a\n") and tasks.tail_lineno == 2
 
@@ -75,7 +75,7 @@ def test_reading_on_from_an_offset_continues_ids_and_line_numbers(tmp_path: Path
         stream.write(b"-more\n\necho c\n")
     rest = read_task_lines(path, start=first.end, first_lineno=first.next_lineno, include_unterminated=False)
     assert rest.texts == ["echo b-more", "echo c"]
-    assert rest.linenos == [3, 5]
+    assert list(rest.linenos) == [3, 5]
     assert rest.end == path.stat().st_size and rest.next_lineno == 6
 
 
@@ -91,7 +91,7 @@ def test_tail_start_is_an_absolute_offset_when_reading_from_an_offset(tmp_path: 
     assert tasks.texts == ["echo b", "echo c"]
     assert tasks.tail_start == 14 and tasks.tail_lineno == 3
     again = read_task_lines(path, start=tasks.tail_start, first_lineno=tasks.tail_lineno)
-    assert again.texts == ["echo c"] and again.linenos == [3]
+    assert again.texts == ["echo c"] and list(again.linenos) == [3]
 
 
 def test_utf8_text_is_kept(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_one_megabyte_line_is_one_task(tmp_path: Path) -> None:
     long = "echo " + "x" * (1 << 20)
     tasks = read(tmp_path, f"echo a\n{long}\necho b\n".encode())
     assert [len(text) for text in tasks.texts] == [6, len(long), 6]
-    assert tasks.texts[1] == long and tasks.linenos == [1, 2, 3]
+    assert tasks.texts[1] == long and list(tasks.linenos) == [1, 2, 3]
 
 
 def test_directory_gives_a_one_line_error(tmp_path: Path) -> None:
@@ -150,4 +150,36 @@ def test_a_leading_byte_order_mark_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "tasks.txt"
     path.write_bytes(b"\xef\xbb\xbf# comment\necho a\n")
     lines = read_task_lines(path)
-    assert lines.texts == ["echo a"] and lines.linenos == [2] and lines.end == path.stat().st_size
+    assert lines.texts == ["echo a"] and list(lines.linenos) == [2] and lines.end == path.stat().st_size
+
+
+@pytest.mark.parametrize("data", [
+    b"echo a\necho b\n",
+    b"echo a\necho b",  # no newline at the end
+    "ünï ✓\n€ 5\n".encode(),
+    b"a\n\nb\n",  # a blank line
+    b"a\n  b\n", b"a \nb\n", b"a\r\nb\r\n", b"#c\na\n", b"a\n#c\n", b"a # not a comment\n",
+    "a\u00a0\nb\n".encode(), "\u2003a\n".encode(),  # Unicode spaces that str.strip removes
+    b"a\x1fb\n", b"a\x1f\n",
+])
+def test_lists_read_in_bulk_read_as_line_by_line(tmp_path: Path, data: bytes,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.tasklists import reader as module
+
+    bulk = read(tmp_path, data)
+    monkeypatch.setattr(module, "_all_plain", lambda chunks: False)
+    one_by_one = read(tmp_path, data)
+    assert (list(bulk.texts), list(bulk.linenos), bulk.end, bulk.next_lineno, bulk.tail_start) == \
+        (list(one_by_one.texts), list(one_by_one.linenos), one_by_one.end, one_by_one.next_lineno,
+         one_by_one.tail_start)
+
+
+def test_plain_lists_take_the_bulk_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.tasklists import reader as module
+
+    plain = module._all_plain
+    assert plain([b"echo a", b"echo b"]) and not plain([b"echo a", b" echo b"]) and not plain([b"a", b""])
+    taken = []
+    monkeypatch.setattr(module, "_all_plain", lambda chunks: taken.append(plain(chunks)) or taken[-1])
+    assert list(read(tmp_path, b"echo a\necho b\n").texts) == ["echo a", "echo b"]
+    assert taken == [True]
