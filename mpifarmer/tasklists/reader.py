@@ -9,8 +9,8 @@ running farm picks up lines appended to its list without reading the whole file 
 from __future__ import annotations
 
 from array import array
-from itertools import accumulate
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 from mpifarmer.errors import TaskListError
