@@ -223,6 +223,42 @@ class Ledger:
         rec.DEAD: _on_gone,
     }
 
+    # -- state, for snapshots ------------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, Any], list[bytes]]:
+        """Everything replay built, as JSON-able facts and a few byte buffers (see
+        :mod:`mpifarmer.store.snapshot`); :meth:`from_state` rebuilds an equal ledger."""
+        facts = {
+            "tasks": len(self.lines), "changes": self.changes, "registrations": self.registrations,
+            "attrs": {str(task): attrs for task, attrs in self.attrs.items()},
+            "started": {str(task): record for task, record in self.started.items()},
+            "farmers": [{"fid": f.fid, "host": f.host, "boot": f.boot, "pid": f.pid, "pst": f.pid_start,
+                         "job": f.job, "restart": f.restart, "lock": f.lock, "t": f.registered, "gone": f.gone,
+                         "held": sorted(f.held)} for f in self.farmers.values()],
+        }
+        data, ends = self.lines.buffers()
+        return facts, [data, ends, bytes(self.status)]
+
+    @classmethod
+    def from_state(cls, facts: dict[str, Any], buffers: list[bytes]) -> Ledger:
+        data, ends, status = buffers
+        ledger = cls()
+        ledger.lines = Texts.from_buffers(data, ends)
+        ledger.status = bytearray(status)
+        if not len(ledger.lines) == len(ledger.status) == facts["tasks"]:
+            raise ValueError("snapshot: task counts disagree")
+        ledger.counts = [ledger.status.count(bytes([state])) for state in Status]
+        ledger.changes, ledger.registrations = int(facts["changes"]), int(facts["registrations"])
+        ledger.attrs = {int(task): attrs for task, attrs in facts["attrs"].items()}
+        ledger.started = {int(task): record for task, record in facts["started"].items()}
+        for item in facts["farmers"]:
+            farmer = FarmerInfo(item["fid"], item["host"], item["boot"], item["pid"], item["pst"], item["job"],
+                                item["restart"], item["lock"], item["t"], item["gone"], set(item["held"]))
+            ledger.farmers[farmer.fid] = farmer
+            for task in farmer.held:
+                ledger.owner[task] = farmer.fid
+        return ledger
+
     # -- decisions -------------------------------------------------------------------------
 
     def claim(self, fid: str, count: int) -> dict[str, Any] | None:

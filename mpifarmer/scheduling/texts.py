@@ -9,6 +9,7 @@ it went in.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
@@ -33,6 +34,23 @@ class Texts(Sequence[str]):
         texts._data += data
         texts._ends.extend(ends)
         return texts
+
+    @classmethod
+    def from_buffers(cls, data: bytes, ends: bytes) -> Texts:
+        """The inverse of :meth:`buffers`."""
+        texts = cls()
+        texts._data += data
+        texts._ends.frombytes(ends)
+        if sys.byteorder != "little":
+            texts._ends.byteswap()
+        if texts._ends and texts._ends[-1] != len(texts._data):
+            raise ValueError("Texts buffers disagree")
+        return texts
+
+    def buffers(self) -> tuple[bytes, bytes]:
+        """The UTF-8 data and the end offsets (little-endian 64-bit), for storing."""
+        ends = self._ends if sys.byteorder == "little" else _swapped(self._ends)
+        return bytes(self._data), ends.tobytes()
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -96,3 +114,9 @@ class Texts(Sequence[str]):
             if same:
                 return None
         return next(i for i in range(common) if self[i] != other[i])
+
+
+def _swapped(ends: array[int]) -> array[int]:
+    copy = array("Q", ends)
+    copy.byteswap()
+    return copy

@@ -5,6 +5,12 @@ lock, with a single ``write`` call. Readers keep the byte offset they have read 
 catching up costs only what others appended since. The file is opened anew for every read
 and append: on NFS that is what makes other nodes' appends visible (close-to-open).
 
+Compaction (see :meth:`mpifarmer.store.store.Store.compact`) replaces the journal by a new
+*generation*: a file that starts with a header record ``{"e": "journal", "gen": G}`` and holds
+only what was appended since; the ledger up to there is in a snapshot. A reader notices the
+new generation at its next read, however far into the old file its offset was, because every
+read checks the header (:class:`GenerationChanged`). A journal without a header is generation 0.
+
 A writer killed in the middle of a write leaves a line with no newline. The next writer
 ends it with :data:`TORN_END` before appending, which no JSON object ends with, and every reader
 skips lines that are not valid JSON: a torn record is lost for every reader, never misread and
@@ -23,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Journal"]
+__all__ = ["GenerationChanged", "Journal", "compaction_step", "read_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +45,30 @@ class FaultInjection:
     Set ``MPIFARMER_FAULT=N:WHERE``: at the N-th append (counted from 1) of this process, with
     WHERE ``before`` (nothing written), ``torn`` (half the bytes written), ``unended`` (every
     byte but the last newline: the first record may be a whole JSON object) or ``after`` (all
-    written), the process sends itself SIGKILL. Not for production use.
+    written), the process sends itself SIGKILL. With WHERE ``compact1``, ``compact2`` or
+    ``compact3`` it is killed in its N-th compaction instead: after writing the snapshot, after
+    linking the old journal into the history, or after replacing the journal. Not for
+    production use.
     """
 
     def __init__(self, spec: str) -> None:
         count, _, self.where = spec.partition(":")
         self.at = int(count)
-        if self.where not in ("before", "torn", "unended", "after"):
-            raise ValueError(f"MPIFARMER_FAULT={spec!r}: expected N:before, N:torn, N:unended or N:after")
+        if self.where not in ("before", "torn", "unended", "after", "compact1", "compact2", "compact3"):
+            raise ValueError(f"MPIFARMER_FAULT={spec!r}: expected N:before, N:torn, N:unended, N:after or "
+                             "N:compact1..3")
         self.appends = 0
+        self.compactions = 0
+
+    def compaction_step(self, step: int) -> None:
+        if step == 1:
+            self.compactions += 1
+        if self.compactions == self.at and self.where == f"compact{step}":
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def before_write(self, fd: int, payload: bytes) -> None:
+        if self.where.startswith("compact"):
+            return
         self.appends += 1
         if self.appends == self.at and self.where == "before":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -81,16 +100,49 @@ class Trace:
 _TRACE = Trace(os.environ["MPIFARMER_JOURNAL_TRACE"]) if os.environ.get("MPIFARMER_JOURNAL_TRACE") else None
 
 
+HEADER = "journal"
+_HEADER_START = b'{"e":"journal"'
+_HEADER_PROBE = 512  # a header line is shorter than this
+
+
+class GenerationChanged(Exception):
+    """The journal was compacted since it was last read: load the snapshot of ``generation``,
+    then :meth:`Journal.rebase`."""
+
+    def __init__(self, generation: int, start: int) -> None:
+        super().__init__(f"the journal is now of generation {generation}")
+        self.generation, self.start = generation, start
+
+
+def read_header(head: bytes) -> tuple[int, int]:
+    """(generation, offset of the first record) from the first bytes of a journal file."""
+    if not head.startswith(_HEADER_START):
+        return 0, 0
+    cut = head.find(b"\n")
+    if cut < 0:
+        raise ValueError("journal header without a newline")
+    return int(json.loads(head[:cut])["gen"]), cut + 1
+
+
+def compaction_step(step: int) -> None:
+    """A point where fault injection may kill this process during a compaction."""
+    if _FAULT is not None:
+        _FAULT.compaction_step(step)
+
+
 class Journal:
     """Incremental reader and whole-record appender of one journal file."""
 
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = path
         self.fsync = fsync
+        self.generation = 0
+        self.start = 0  # where the records of this generation begin (after the header)
         self.offset = 0
         self._torn = 0  # length of the partial line that ends the file (at self.offset)
         self.skipped = 0
         self.raced = 0  # appends that found records they had not read (see _unread)
+        self.more = False  # whether the last read_new stopped at max_bytes, before the end
         self._own: list[tuple[int, int]] = []  # (offset, length) of such appends, not to be read back
 
     @staticmethod
@@ -99,13 +151,25 @@ class Journal:
         if _TRACE is not None:
             _TRACE(*fields)
 
-    def read_new(self) -> list[dict[str, Any]]:
-        """Return the records appended since the last call."""
+    def read_new(self, max_bytes: int = -1) -> list[dict[str, Any]]:
+        """Return the records appended since the last call (those in about ``max_bytes``, if
+        given and this reader has no appends of its own to skip: call again until it returns
+        none). Raises :class:`GenerationChanged` if the journal was compacted meanwhile."""
         try:
             with self.path.open("rb") as stream:
+                generation, start = read_header(stream.read(_HEADER_PROBE))
+                if generation != self.generation:
+                    raise GenerationChanged(generation, start)
+                if self.offset < start:
+                    self.offset = self.start = start
                 stream.seek(self.offset)
-                data = stream.read()
+                limit = max_bytes if not self._own else -1
+                data = stream.read(limit)
+                self.more = 0 < limit == len(data)
+                if self.more and b"\n" not in data:
+                    data += stream.readline()  # a record longer than the limit: read it whole
         except FileNotFoundError:
+            self.more = False
             return []
         if self._own:
             data = self._without_own(data)
@@ -128,6 +192,31 @@ class Journal:
                    ",".join(f"{r.get('e')}:{r.get('f', '')}:{r.get('id', r.get('ids', ''))}" for r in records[-3:]))
         self.offset += end
         return records
+
+    def rebase(self, generation: int, start: int) -> None:
+        """Read on from the start of generation ``generation`` (after loading its snapshot)."""
+        self.generation, self.start, self.offset = generation, start, start
+        self._torn = 0
+        self._own.clear()
+
+    def new_generation(self, generation: int) -> None:
+        """Replace the journal by an empty one of ``generation`` (with the lock held, when the
+        snapshot of everything before is written): a whole file, fsynced, then renamed over."""
+        header = _dumps({"e": HEADER, "v": 1, "gen": generation}).encode() + b"\n"
+        temporary = self.path.with_name(f".{self.path.name}.{generation}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, header)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.path)
+        self.rebase(generation, len(header))
+
+    @property
+    def size(self) -> int:
+        """Bytes of records read or written in this generation."""
+        return self.offset - self.start
 
     def _without_own(self, data: bytes) -> bytes:
         """``data`` (read from :attr:`offset`) without this writer's own appends after a race;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpifarmer import environment
-from mpifarmer.errors import LockError, TaskListChanged
+from mpifarmer.errors import LockError, TaskListChanged, WorkDirError
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import FarmerInfo, Ledger, Status
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
-from mpifarmer.store.journal import Journal
+from mpifarmer.store.journal import GenerationChanged, Journal, compaction_step
 from mpifarmer.store.locking import WorkLock
+from mpifarmer.store.snapshot import SnapshotError, read_snapshot, write_snapshot
 from mpifarmer.store.views import Snapshot, append_lines, view_path, write_timeline, write_views
 from mpifarmer.store.workdir import WorkDir, atomic_write
 from mpifarmer.tasklists.reader import TaskLines
@@ -39,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 #: How long a farmer asked to stop while it waits to record its last results keeps waiting.
 CLOSE_GRACE = 5.0
+
+#: A journal generation this long is compacted into a snapshot (a farmer that leaves compacts
+#: one 32 times shorter, so that the next start replays little). ``MPIFARMER_COMPACT_BYTES`` sets it.
+COMPACT_BYTES = int(os.environ.get("MPIFARMER_COMPACT_BYTES", 32 << 20))
+
+#: How much of the journal one read takes, so that replaying a long one needs little memory at once.
+READ_CHUNK = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,9 @@ class Store:
     """One farmer's access to a work directory (see the module docstring)."""
 
     def __init__(self, workdir: WorkDir, lock: WorkLock, *, lease: float = 300.0, fsync: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, compact_bytes: int = COMPACT_BYTES) -> None:
         self.workdir = workdir
+        self.compact_bytes = compact_bytes
         self.lock = lock
         self.lease = lease
         self.beat_interval = min(30.0, lease / 10)
@@ -103,7 +113,8 @@ class Store:
         """Register this farmer; add new tasks; refuse a task list that no longer matches."""
         with self.lock:
             self.workdir.remove_temporaries()
-            self.ledger.apply_all(self.journal.read_new())
+            self._catch_up()
+            self._remove_old_snapshots()
             self._check_unchanged(tasks, task_list)
             self._check_lock_mode(identity.lock)
             out: list[dict[str, Any]] = []
@@ -207,7 +218,7 @@ class Store:
             return None
         out = list(out)
         try:
-            self.ledger.apply_all(self.journal.read_new())
+            self._catch_up()
             if self.me is not None and self.me.gone:
                 self._reregister(out)
             if tasks is not None and len(tasks) > len(self.ledger):
@@ -220,6 +231,8 @@ class Store:
                 out.append(claim)
             self.journal.append(out)
             self._append_ended(ended)
+            if self.journal.size >= self.compact_bytes:
+                self.compact()
         finally:
             self.lock.release()
         return SyncResult(claim["ids"] if claim else [], holders)
@@ -234,11 +247,13 @@ class Store:
         if not had:
             return False
         try:
-            self.ledger.apply_all(self.journal.read_new())
+            self._catch_up()
             ended = self._apply_own(out)
             bye = rec.bye(self.fid, self.clock())
             self.ledger.apply(bye)
             self.journal.append([*out, bye])
+            if self.journal.size >= self.compact_bytes // 32:
+                self.compact()
             self._join_views()
             if not self._write_all_views():
                 self._append_ended(ended)
@@ -249,6 +264,84 @@ class Store:
         except OSError:
             pass
         return True
+
+    # -- the journal: catching up, generations ---------------------------------------------
+
+    def _catch_up(self) -> None:
+        """Apply what others appended (under the lock); a new journal generation means a new ledger."""
+        while True:
+            try:
+                records = self.journal.read_new(READ_CHUNK)
+            except GenerationChanged as change:
+                self._rebase(change.generation, change.start)
+                continue
+            self.ledger.apply_all(records)
+            if not self.journal.more:
+                return
+
+    def _rebase(self, generation: int, start: int) -> None:
+        """Take the ledger from the snapshot of ``generation``; rebuild it from the history if
+        that is damaged."""
+        try:
+            ledger = read_snapshot(self.workdir.snapshot(generation), generation)
+        except SnapshotError as error:
+            logger.warning("%s; rebuilding the state from the journal history in %s", error, self.workdir.history)
+            ledger = self._replay_history(generation)
+        self.ledger = ledger
+        self.me = ledger.farmers.get(self.fid) if self.fid else None
+        self.journal.rebase(generation, start)
+
+    def _replay_history(self, generation: int) -> Ledger:
+        ledger = Ledger()
+        for old in range(generation):
+            path = self.workdir.old_journal(old)
+            if not path.exists():
+                raise WorkDirError(self.workdir.root, f"the snapshot of journal generation {generation} is damaged "
+                                   f"and {path} is missing, so the state cannot be rebuilt; start a new work "
+                                   "directory (-w)")
+            history = Journal(path)
+            history.generation = old
+            while True:
+                ledger.apply_all(history.read_new(READ_CHUNK))
+                if not history.more:
+                    break
+        return ledger
+
+    def compact(self) -> None:
+        """Under the lock, caught up: start a new journal generation. Each step leaves a work
+        directory that reads correctly if the farmer is killed right after it:
+
+        1. the snapshot of the ledger as it is now, ``snapshot.G+1`` (unused until step 3);
+        2. the journal linked into ``history/journal.G.jsonl`` (it is still the journal too);
+        3. the journal replaced by one that holds only the header of generation G+1;
+        4. ``snapshot.G`` removed (a farmer that starts removes any left over).
+        """
+        if self.journal.raced:
+            return  # a lock that does not exclude: keep the journal as it is
+        old = self.journal.generation
+        start = time.perf_counter()
+        write_snapshot(self.workdir.snapshot(old + 1), self.ledger, old + 1)
+        compaction_step(1)
+        self.workdir.history.mkdir(exist_ok=True)
+        archive = self.workdir.old_journal(old)
+        archive.unlink(missing_ok=True)  # left by a compaction killed before its step 3
+        try:
+            os.link(self.workdir.journal, archive)
+        except OSError:  # a filesystem without hard links: a copy, renamed into place whole
+            with atomic_write(archive, fsync=True, binary=True) as stream, self.workdir.journal.open("rb") as source:
+                shutil.copyfileobj(source, stream)
+        compaction_step(2)
+        self.journal.new_generation(old + 1)
+        compaction_step(3)
+        self.workdir.snapshot(old).unlink(missing_ok=True)
+        logger.info("compacted the journal into %s (%s) in %.2f s", self.workdir.snapshot(old + 1).name,
+                    counted(len(self.ledger), "task"), time.perf_counter() - start)
+
+    def _remove_old_snapshots(self) -> None:
+        for path in self.workdir.root.glob("snapshot.*"):
+            suffix = path.name.removeprefix("snapshot.")
+            if suffix.isdigit() and int(suffix) != self.journal.generation:
+                path.unlink(missing_ok=True)
 
     # -- heartbeat, liveness, views ---------------------------------------------------------
 

@@ -13,16 +13,19 @@ end records (:func:`write_timeline`): no run is held in memory.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import Ledger, Status
 from mpifarmer.scheduling.texts import Texts
+from mpifarmer.store.journal import read_header
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
 __all__ = ["TASK_VIEWS", "Snapshot", "append_lines", "timeline_events", "write_timeline", "write_views"]
@@ -86,12 +89,20 @@ def append_lines(path: Path, rows: list[str]) -> None:
 
 
 def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
-    """Rewrite ``timeline.json`` from the journal's end records, read a chunk at a time."""
-    with atomic_write(workdir.timeline) as stream:
+    """Rewrite ``timeline.json`` from the end records of the journal and of its history (the
+    generations compacted away), read a chunk at a time."""
+    try:
+        journal = workdir.journal.open("rb")  # first: a compaction meanwhile must not hide a generation
+    except FileNotFoundError:
+        journal = io.BytesIO()
+    with journal, atomic_write(workdir.timeline) as stream:
+        generation, _ = read_header(journal.read(512))
+        journal.seek(0)
+        sources = [*(workdir.old_journal(old) for old in range(generation)), journal]
         stream.write('{"traceEvents":[')
         builder = _Timeline()
         first = True
-        for events in builder.events(_end_records(workdir.journal, chunk)):
+        for events in builder.events(batch for source in sources for batch in _end_records(source, chunk)):
             # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
             text = json.dumps(events, separators=(",", ":"))[1:-1]
             if text:
@@ -103,13 +114,13 @@ def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
         stream.write('],"displayTimeUnit":"ms"}')
 
 
-def _end_records(journal: Path, chunk: int) -> Iterator[list[dict[str, Any]]]:
-    """The journal's end records, a list per chunk read (a torn last line is left out)."""
+def _end_records(journal: Path | BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
+    """A journal's end records, a list per chunk read (a torn last line is left out)."""
     try:
-        stream = journal.open("rb")
+        stream = journal.open("rb") if isinstance(journal, Path) else contextlib.nullcontext(journal)
     except FileNotFoundError:
         return
-    with stream:
+    with stream as stream:
         rest = b""
         while data := stream.read(chunk):
             data = rest + data

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mpifarmer.errors import WorkDirError
 
@@ -39,9 +39,18 @@ class WorkDir:
         self.views_stamp = self.root / "views.stamp"
         self.logs = self.root / "logs"
         self.farmers = self.root / "farmers"
+        #: Journals of earlier generations, as they were when compacted (see Store.compact).
+        self.history = self.root / "history"
 
     def log(self, task: int) -> Path:
         return self.logs / f"log_{task}"
+
+    def snapshot(self, generation: int) -> Path:
+        """The ledger as of the start of journal generation ``generation``."""
+        return self.root / f"snapshot.{generation}"
+
+    def old_journal(self, generation: int) -> Path:
+        return self.history / f"journal.{generation}.jsonl"
 
     def heartbeat(self, fid: str) -> Path:
         return self.farmers / fid
@@ -87,7 +96,7 @@ class WorkDir:
 
 
 @contextmanager
-def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[str]]:
+def atomic_write(path: Path, *, fsync: bool = False, binary: bool = False) -> Iterator[IO[Any]]:
     """Write ``path`` as a whole: a temporary file beside it, then ``os.replace``.
 
     Readers see the old content or the new one, never a mixture, even if the writer is
@@ -97,7 +106,7 @@ def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[str]]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; views are as readable as the journal
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as stream:
             yield stream
             if fsync:
                 stream.flush()

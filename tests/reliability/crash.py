@@ -23,6 +23,9 @@ a busy machine is not):
 * ``spawner``: SIGKILL of the farmer's spawner (in MPI mode, of one rank's spawner, chosen at random) after a
   random delay, as an OOM killer or a user's ``kill`` might: the farmer is not killed and must go on, kill the
   spawner's tasks, record them interrupted (never failed) and finish the list with exit code 0;
+* ``fault-compact1|2|3`` (in the rounds that compact, every other one: their journal is compacted every 2 to
+  20 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
+  written; old journal linked into the history; journal replaced);
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
   (a stop, not a kill; the runs it recorded interrupted may run again).
@@ -35,7 +38,8 @@ caught overlapping a later run.
 
 What is checked after every kill (the state the next farmer starts from):
 
-* the journal parses: every complete line is a JSON object of a known kind, except at most one damaged line
+* the journal (its history of compacted generations, then the journal itself) parses: every complete line
+  is a JSON object of a known kind, except at most one damaged line
   per ``torn`` fault injected so far (a writer killed mid-write leaves a partial line that the next writer
   terminates and readers skip); the last line may be unterminated only after a kill;
 * ``toprocess``, ``running``, ``finished`` and ``failed`` are ``ID LINE`` lines naming real tasks with
@@ -50,7 +54,8 @@ run, which completed (wrote its end); every extra run belonged to a farmer that 
 allowed only for a task running when a kill landed, recorded interrupted by a farmer that drained on
 SIGTERM or whose spawner was killed, or a run cut short by the pool of a farmer whose spawner was killed);
 no task is ever recorded failed; every farmer that was not killed exited 0 without a
-traceback; the views are exact (every task finished, nothing pending, running or failed) and the timeline
+traceback; the only snapshot is the one of the journal's generation, and a restarted farmer's ledger (from
+that snapshot) is what replaying the whole history gives; the views are exact (every task finished, nothing pending, running or failed) and the timeline
 has one event per recorded end; no task process is left behind.
 """
 
@@ -75,7 +80,7 @@ from pathlib import Path
 __all__ = ["MODES", "Figures", "mpiexec", "run_mode", "main"]
 
 MODES = ("local", "lock", "mpi")
-KINDS = {"add", "hello", "claim", "start", "end", "release", "retry", "bye", "dead"}
+KINDS = {"add", "hello", "claim", "start", "end", "release", "retry", "bye", "dead", "journal"}
 LOCK_MODES = ("flock", "soft", "strict")
 #: Generous ceiling for one round: a guard against hangs, never a performance assertion.
 ROUND_HANG = 300.0
@@ -153,12 +158,30 @@ class JournalText:
     tail: bytes  # an unterminated last line
 
 
-def read_journal(path: Path) -> JournalText:
+def read_journal_lines(data: bytes) -> list[dict]:
+    """The records of journal bytes (complete lines that parse)."""
+    records = []
+    for line in data.split(b"\n")[:-1]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("e") in KINDS:
+            records.append(record)
+    return records
+
+
+def read_journal(workdir: Path) -> JournalText:
+    """Every record ever appended in ``workdir``: the generations compaction moved to ``history/``,
+    then the journal. The journal is opened first, so that a compaction meanwhile hides nothing."""
     try:
-        data = path.read_bytes()
+        with (workdir / "journal.jsonl").open("rb") as stream:
+            data = stream.read()
     except FileNotFoundError:
         return JournalText([], 0, b"")
-    *lines, tail = data.split(b"\n")
+    generation = json.loads(data.split(b"\n", 1)[0])["gen"] if data.startswith(b'{"e":"journal"') else 0
+    older = b"".join((workdir / "history" / f"journal.{old}.jsonl").read_bytes() for old in range(generation))
+    *lines, tail = (older + data).split(b"\n")
     records, damaged = [], 0
     for line in lines:
         try:
@@ -199,6 +222,7 @@ class Figures:
     kills: int = 0
     stops: int = 0  # SIGTERMed farmers that drained and exited 3 before their SIGKILL
     spawner_kills: int = 0  # spawners killed under a farmer that went on
+    compactions: int = 0  # journal generations at the end of the rounds, summed
     kinds: Counter = field(default_factory=Counter)
     last_record: Counter = field(default_factory=Counter)  # the killed farmer's last journal record kind
     tasks: int = 0
@@ -221,7 +245,7 @@ class Figures:
         last = ", ".join(f"{k} {v}" for k, v in sorted(self.last_record.items()))
         return (f"{self.mode}: {self.kills} kills survived in {self.rounds} rounds ({kinds}); last record before "
                 f"the kill: {last}; {self.spawner_kills} spawners killed under a running farmer; {self.stops} farmers "
-                f"drained on SIGTERM before their SIGKILL; "
+                f"drained on SIGTERM before their SIGKILL; {self.compactions} journal compactions; "
                 f"{self.farmers} farmers started; {self.tasks} tasks, {self.runs} runs, {self.duplicates} "
                 f"duplicates, {self.unexplained} unexplained duplicates, {self.losses} losses, {self.overlaps} "
                 f"overlaps, {self.finished_reruns} reruns of finished tasks; {self.checks} state checks; "
@@ -303,7 +327,7 @@ class Farmer:
             pass
 
 
-def choose_plan(rng: random.Random, mode: str) -> Plan:
+def choose_plan(rng: random.Random, mode: str, compacts: bool = False) -> Plan:
     draw = rng.random()
     startup = 1.5 if mode == "mpi" else 0.6  # interpreter (and MPI) start-up comes first
     if draw < 0.30:
@@ -311,6 +335,9 @@ def choose_plan(rng: random.Random, mode: str) -> Plan:
     if draw < 0.40:
         return Plan("spawner", delay=rng.uniform(startup, startup + 1.5))
     if draw < 0.75:
+        if compacts and rng.random() < 0.4:
+            where = rng.choice(("compact1", "compact2", "compact3"))
+            return Plan(f"fault-{where}", fault=f"{rng.randint(1, 3)}:{where}")
         where = rng.choice(("before", "torn", "unended", "after"))
         return Plan(f"fault-{where}", fault=f"{rng.randint(1, 25)}:{where}")
     if draw < 0.88:
@@ -337,6 +364,11 @@ class Round:
         self.env = {k: v for k, v in env.items() if k not in ("MPIFARMER_FAULT", "MPIFARMER_LOCK_DIR", "SCRATCH")}
         self.log = log
         self.lock_mode = LOCK_MODES[number % len(LOCK_MODES)] if mode == "lock" else "flock"
+        # Every other round compacts its journal every few kilobytes: snapshots, generations and
+        # compaction faults get killed too (a real farmer compacts every 32 MiB).
+        self.compact_bytes = rng.randint(2000, 20000) if number % 2 else None
+        if self.compact_bytes:
+            self.env["MPIFARMER_COMPACT_BYTES"] = str(self.compact_bytes)
         self.out = self.root / "out"
         self.locks = self.root / "locks"
         self.locks.mkdir()
@@ -392,7 +424,7 @@ class Round:
         return [*farmer, "-n", "4"]
 
     def _spawn(self) -> Farmer:
-        plan = choose_plan(self.rng, self.mode) if self.kills_left > 0 else Plan("none")
+        plan = choose_plan(self.rng, self.mode, bool(self.compact_bytes)) if self.kills_left > 0 else Plan("none")
         env = dict(self.env)
         if plan.fault:
             env["MPIFARMER_FAULT"] = plan.fault
@@ -416,7 +448,7 @@ class Round:
     def _fids_of(self, farmer: Farmer, ended: float) -> set[str]:
         """The farmer IDs this process (or MPI job) registered under."""
         fids = set()
-        for record in read_journal(self.workdir / "journal.jsonl").records:
+        for record in read_journal(self.workdir).records:
             if record["e"] != "hello":
                 continue
             if self.mode == "mpi":
@@ -453,7 +485,7 @@ class Round:
             if kind in ("fault-torn", "fault-unended"):
                 self.torn += 1
             last = "none (not registered)"
-            for record in read_journal(self.workdir / "journal.jsonl").records:
+            for record in read_journal(self.workdir).records:
                 if record.get("f") in fids:
                     last = record["e"]
             self.figures.last_record[last] += 1
@@ -536,7 +568,7 @@ class Round:
         # views first, then the journal: a view must never be ahead of the journal read after it
         views = {name: read_view(self.workdir / name) for name in ("toprocess", "running", "finished", "failed")}
         timeline = self.workdir / "timeline.json"
-        journal = read_journal(self.workdir / "journal.jsonl")
+        journal = read_journal(self.workdir)
         runs = read_runs(self.out)
         for name, rows in views.items():
             for task, line in rows:
@@ -597,12 +629,13 @@ class Round:
         self.check(after_kill=False)
         self.verify_runs()
         self.verify_views()
+        self.verify_snapshot()
         self._check_no_orphans()
 
     def verify_runs(self) -> None:
         """Each task finished once, by its last run; every extra run was cut short by a kill."""
         figures, where = self.figures, self.where
-        journal = read_journal(self.workdir / "journal.jsonl")
+        journal = read_journal(self.workdir)
         recorded = finished_records(journal.records)
         interrupted = {(int(r["id"]), r.get("f")) for r in journal.records if r["e"] == "end" and r.get("st") ==
                        "interrupted" and r.get("f") in self.signalled_fids | self.spawner_fids}
@@ -637,10 +670,38 @@ class Round:
                                 f"to farmer {extra.farmer or '?'}, which was neither killed nor recorded it "
                                 "interrupted")
 
+    def verify_snapshot(self) -> None:
+        """The one snapshot left is the journal generation's, and it holds what the history replays to."""
+        from mpifarmer.scheduling.ledger import Ledger
+        from mpifarmer.store.snapshot import SnapshotError, read_snapshot
+
+        figures, where = self.figures, self.where
+        data = (self.workdir / "journal.jsonl").read_bytes()
+        generation = json.loads(data.split(b"\n", 1)[0])["gen"] if data.startswith(b'{"e":"journal"') else 0
+        if generation:
+            figures.compactions += generation
+        found = sorted(path.name for path in self.workdir.glob("snapshot.*"))
+        if found != ([f"snapshot.{generation}"] if generation else []):
+            figures.problem(f"{where}: snapshots {found} for journal generation {generation}")
+            return
+        if not generation:
+            return
+        replayed = Ledger()  # the snapshot of generation G stands for generations 0 .. G-1
+        for old in range(generation):
+            replayed.apply_all(read_journal_lines((self.workdir / "history" / f"journal.{old}.jsonl").read_bytes()))
+        try:
+            snapshot = read_snapshot(self.workdir / f"snapshot.{generation}", generation)
+        except SnapshotError as error:
+            figures.problem(f"{where}: {error}")
+            return
+        if (list(snapshot.lines), snapshot.status, snapshot.changes, snapshot.owner) != \
+                (list(replayed.lines), replayed.status, replayed.changes, replayed.owner):
+            figures.problem(f"{where}: snapshot.{generation} differs from a replay of the journal history")
+
     def verify_views(self) -> None:
         """With no farmer running the views are exact, and the timeline has one event per recorded run."""
         figures, where = self.figures, self.where
-        journal = read_journal(self.workdir / "journal.jsonl")
+        journal = read_journal(self.workdir)
         names = {"toprocess": 0, "running": 0, "failed": 0, "finished": self.count}
         for name, expected in names.items():
             rows = read_view(self.workdir / name)

@@ -13,7 +13,7 @@ import pytest
 from mpifarmer import environment
 from mpifarmer.errors import TaskListChanged
 from mpifarmer.scheduling import records as rec
-from mpifarmer.scheduling.ledger import Status
+from mpifarmer.scheduling.ledger import Ledger, Status
 from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.store.journal import Journal
 from mpifarmer.store.locking import WorkLock
@@ -342,3 +342,82 @@ def test_a_long_list_is_added_in_chunks_that_replay_to_the_same_tasks(tmp_path: 
     assert [(r["first"], len(r["lines"])) for r in adds] == [(0, 10_000), (10_000, 10_000), (20_000, 5_001)]
     assert [line for r in adds for line in r["lines"]] == lines
     assert store.ledger.lines == lines
+
+
+# -- compaction: snapshots and journal generations -------------------------------------------------------
+
+
+def compacting(tmp_path: Path, lines: list[str], compact_bytes: int = 600) -> Store:
+    workdir = WorkDir(tmp_path / "wd")
+    workdir.prepare()
+    store = Store(workdir, WorkLock(workdir.root / "lock", "flock"), compact_bytes=compact_bytes)
+    store.open(task_list(tmp_path, lines), Identity.of_this_process(), task_list="tasks.txt")
+    return store
+
+
+def replayed(workdir: WorkDir) -> Ledger:
+    """The ledger of every record ever appended: the history's generations, then the journal."""
+    ledger = Ledger()
+    for path in [*sorted(workdir.history.glob("journal.*.jsonl"), key=lambda p: int(p.name.split(".")[1])),
+                 workdir.journal]:
+        ledger.apply_all(json.loads(line) for line in path.read_bytes().splitlines())
+    return ledger
+
+
+def same_state(one: Ledger, two: Ledger) -> None:
+    assert list(one.lines) == list(two.lines) and one.status == two.status and one.counts == two.counts
+    assert one.owner == two.owner and one.changes == two.changes and one.attrs == two.attrs
+    assert {f: (i.held, i.gone) for f, i in one.farmers.items()} == {f: (i.held, i.gone) for f, i in two.farmers.items()}
+
+
+def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(tmp_path: Path) -> None:
+    lines = [f"echo {i}" for i in range(30)]
+    store = compacting(tmp_path, lines)
+    for task in range(30):
+        store.sync([ended(store, task - 1, rec.FINISHED)] if task else [], want=1)
+    wd = store.workdir
+    generation = store.journal.generation
+    assert generation >= 3, "several compactions"
+    assert sorted(p.name for p in wd.root.glob("snapshot.*")) == [f"snapshot.{generation}"]
+    assert [p.name for p in sorted(wd.history.iterdir())] == sorted(f"journal.{g}.jsonl" for g in range(generation))
+    assert wd.journal.stat().st_size < 1000
+    same_state(store.ledger, replayed(wd))
+    again = compacting(tmp_path, lines, compact_bytes=1 << 30)
+    assert again.journal.generation == generation
+    same_state(again.ledger, replayed(wd))
+    assert again.ledger.owner == {29: store.fid} and again.ledger.claim(again.fid, 5) is None
+    store.close([ended(store, 29, rec.FINISHED)])
+    events = json.loads(wd.timeline.read_text())["traceEvents"]
+    assert sorted(e["args"]["id"] for e in events if e["ph"] == "X") == list(range(30)), "runs of every generation"
+
+
+def test_a_farmer_whose_offset_is_in_a_compacted_journal_reads_on_from_the_snapshot(tmp_path: Path) -> None:
+    lines = [f"echo {i}" for i in range(40)]
+    a = compacting(tmp_path, lines, compact_bytes=1 << 30)
+    b = compacting(tmp_path, lines, compact_bytes=1 << 30)
+    mine_a, mine_b = a.sync([], want=3).claimed, b.sync([], want=3).claimed
+    a.compact_bytes = 300
+    a.sync([ended(a, task, rec.FINISHED) for task in mine_a], want=3)
+    assert a.journal.generation >= 1 and b.journal.generation == 0
+    result = b.sync([ended(b, task, rec.FINISHED) for task in mine_b], want=3)
+    assert b.journal.generation == a.journal.generation
+    assert not set(result.claimed) & set(a.ledger.owner), "no task claimed twice"
+    a.sync([])
+    same_state(a.ledger, b.ledger)
+    same_state(a.ledger, replayed(a.workdir))
+    assert a.ledger.count(Status.FINISHED) == 6
+
+
+def test_a_damaged_snapshot_is_rebuilt_from_the_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [f"echo {i}" for i in range(10)]
+    store = compacting(tmp_path, lines)
+    for task in range(10):
+        store.sync([ended(store, task - 1, rec.FINISHED)] if task else [], want=1)
+    snapshot = store.workdir.snapshot(store.journal.generation)
+    data = bytearray(snapshot.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the task states
+    snapshot.write_bytes(bytes(data))
+    again = compacting(tmp_path, lines, compact_bytes=1 << 30)
+    assert "damaged" in caplog.text and "rebuilding" in caplog.text
+    same_state(again.ledger, replayed(store.workdir))
+    assert again.ledger.count(Status.FINISHED) == 9
