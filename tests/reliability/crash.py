@@ -53,10 +53,10 @@ And at the end of every round: each task has exactly one finished record and tha
 run, which completed (wrote its end); every extra run belonged to a farmer that was killed (a duplicate is
 allowed only for a task running when a kill landed, recorded interrupted by a farmer that drained on
 SIGTERM or whose spawner was killed, or a run cut short by the pool of a farmer whose spawner was killed);
-no task is ever recorded failed; every farmer that was not killed exited 0 without a
-traceback; the only snapshot is the one of the journal's generation, and a restarted farmer's ledger (from
-that snapshot) is what replaying the whole history gives; the views are exact (every task finished, nothing pending, running or failed) and the timeline
-has one event per recorded end; no task process is left behind.
+no task is ever recorded failed; every farmer that was not killed exited 0 without a traceback; the only
+snapshot left is the one of the journal's generation, and it holds what replaying the history gives; the
+views are exact (every task finished, nothing pending, running or failed) and the timeline has one event
+per recorded end; no task process is left behind.
 """
 
 from __future__ import annotations
