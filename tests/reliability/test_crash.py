@@ -220,3 +220,35 @@ def test_the_unended_fault_cuts_the_last_newline_and_the_restart_loses_and_rerun
     again = run_farmer(tasks, "-w", workdir, "-n", "1", env=clean_home, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert set(finished_records(workdir).values()) == {1} and len(finished_records(workdir)) == 6
+
+
+# -- compaction: a kill after each of its steps ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_a_farmer_killed_in_a_compaction_leaves_a_work_directory_that_finishes(
+        tmp_path: Path, clean_home: dict[str, str], step: int) -> None:
+    out = tmp_path / "out"
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f"echo {i} >> {out}\n" for i in range(60)))
+    workdir = tmp_path / "wd"
+    env = clean_home | {"MPIFARMER_COMPACT_BYTES": "1500"}
+    killed = run_farmer(tasks, "-w", workdir, "-n", "2", env=env | {"MPIFARMER_FAULT": f"2:compact{step}"},
+                        cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    generation = json.loads((workdir / "journal.jsonl").read_bytes().split(b"\n")[0]).get("gen")
+    assert generation == (2 if step == 3 else 1), f"killed in the second compaction, after step {step}"
+    again = run_farmer(tasks, "-w", workdir, "-n", "2", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    finished = {}
+    for path in [*sorted((workdir / "history").iterdir()), workdir / "journal.jsonl"]:
+        for line in path.read_bytes().splitlines():
+            record = json.loads(line)
+            if record["e"] == "end" and record["st"] == "finished":
+                finished[record["id"]] = finished.get(record["id"], 0) + 1
+    assert finished == dict.fromkeys(range(60), 1)
+    generation = json.loads((workdir / "journal.jsonl").read_bytes().split(b"\n")[0])["gen"]
+    assert sorted(p.name for p in workdir.glob("snapshot.*")) == [f"snapshot.{generation}"]
+    assert len((workdir / "finished").read_text().splitlines()) == 60
+    runs = [int(line) for line in out.read_text().split()]
+    assert set(runs) == set(range(60)) and len(runs) - 60 <= 4, "at most the tasks running at the kill ran again"
