@@ -71,23 +71,34 @@ def run(argv: list[str], env: dict[str, str], watch: Path | None = None) -> dict
     return {"wall": wall, "rss": usage.ru_maxrss / 1024, "gap": gaps["gap"], "launched": launched}
 
 
+def journal_files(workdir: Path) -> list[Path]:
+    """The journal's compacted generations (history/), then the journal."""
+    history = sorted((workdir / "history").glob("journal.*.jsonl"), key=lambda path: int(path.name.split(".")[1]))
+    return [*history, workdir / "journal.jsonl"]
+
+
+def journal_lines(workdir: Path):
+    for path in journal_files(workdir):
+        with open(path, "rb") as stream:
+            yield from stream
+
+
 def journal_times(workdir: Path) -> tuple[float, float, float]:
-    """(first start t0, last end t1, ends) from the journal, streamed."""
+    """(first start t0, last end t1, ends) from the journal and its history, streamed."""
     first, last, ends = float("inf"), 0.0, 0
-    with open(workdir / "journal.jsonl", "rb") as stream:
-        for line in stream:
-            if b'"e":"start"' in line or b'"e":"end"' in line:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("e") == "end":
-                    ends += 1
-                    last = max(last, record.get("t1", 0.0))
-                    if "t0" in record:
-                        first = min(first, record["t0"])
-                else:
-                    first = min(first, record.get("t", record.get("t0", first)))
+    for line in journal_lines(workdir):
+        if b'"e":"start"' in line or b'"e":"end"' in line:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("e") == "end":
+                ends += 1
+                last = max(last, record.get("t1", 0.0))
+                if "t0" in record:
+                    first = min(first, record["t0"])
+            else:
+                first = min(first, record.get("t", record.get("t0", first)))
     return first, last, ends
 
 
@@ -120,12 +131,11 @@ def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str]) -> dict[s
 def first_start_after(workdir: Path, ends_before: int) -> float | None:
     """The wall-clock time of the first end record's t0 after the first ``ends_before`` ends."""
     seen = 0
-    with open(workdir / "journal.jsonl", "rb") as stream:
-        for line in stream:
-            if b'"e":"end"' in line:
-                seen += 1
-                if seen > ends_before:
-                    return json.loads(line).get("t0")
+    for line in journal_lines(workdir):
+        if b'"e":"end"' in line:
+            seen += 1
+            if seen > ends_before:
+                return json.loads(line).get("t0")
     return None
 
 

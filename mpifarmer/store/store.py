@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 #: How long a farmer asked to stop while it waits to record its last results keeps waiting.
 CLOSE_GRACE = 5.0
 
-#: A journal generation this long is compacted into a snapshot (a farmer that leaves compacts
-#: one 32 times shorter, so that the next start replays little). ``MPIFARMER_COMPACT_BYTES`` sets it.
+#: A journal generation this long, and twice as long as the last snapshot, is compacted into a
+#: snapshot (so that compaction costs O(1) per record at any size); a farmer that leaves compacts
+#: one 32 times shorter, so that the next start replays little. ``MPIFARMER_COMPACT_BYTES`` sets it.
 COMPACT_BYTES = int(os.environ.get("MPIFARMER_COMPACT_BYTES", 32 << 20))
 
 #: How much of the journal one read takes, so that replaying a long one needs little memory at once.
@@ -87,6 +88,7 @@ class Store:
                  clock: Callable[[], float] = time.time, compact_bytes: int = COMPACT_BYTES) -> None:
         self.workdir = workdir
         self.compact_bytes = compact_bytes
+        self._snapshot_size = 0
         self.lock = lock
         self.lease = lease
         self.beat_interval = min(30.0, lease / 10)
@@ -231,7 +233,7 @@ class Store:
                 out.append(claim)
             self.journal.append(out)
             self._append_ended(ended)
-            if self.journal.size >= self.compact_bytes:
+            if self.journal.size >= max(self.compact_bytes, 2 * self._snapshot_size):
                 self.compact()
         finally:
             self.lock.release()
@@ -284,6 +286,7 @@ class Store:
         that is damaged."""
         try:
             ledger = read_snapshot(self.workdir.snapshot(generation), generation)
+            self._snapshot_size = self.workdir.snapshot(generation).stat().st_size
         except SnapshotError as error:
             logger.warning("%s; rebuilding the state from the journal history in %s", error, self.workdir.history)
             ledger = self._replay_history(generation)
@@ -321,6 +324,7 @@ class Store:
         old = self.journal.generation
         start = time.perf_counter()
         write_snapshot(self.workdir.snapshot(old + 1), self.ledger, old + 1)
+        self._snapshot_size = self.workdir.snapshot(old + 1).stat().st_size
         compaction_step(1)
         self.workdir.history.mkdir(exist_ok=True)
         archive = self.workdir.old_journal(old)
