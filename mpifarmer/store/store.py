@@ -321,6 +321,15 @@ class Store:
         """
         if self.journal.raced:
             return  # a lock that does not exclude: keep the journal as it is
+        try:
+            self._compact()
+        except OSError as error:
+            # Every step is safe to stop after: the journal is still whole, only longer than wanted.
+            self._snapshot_size = max(self._snapshot_size, self.journal.size)  # try again at twice the size
+            logger.warning("could not compact the journal of %s (%s); it is kept as it is",
+                           self.workdir.root, error.strerror or error)
+
+    def _compact(self) -> None:
         old = self.journal.generation
         start = time.perf_counter()
         write_snapshot(self.workdir.snapshot(old + 1), self.ledger, old + 1)

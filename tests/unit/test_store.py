@@ -424,3 +424,22 @@ def test_a_damaged_snapshot_is_rebuilt_from_the_history(tmp_path: Path, caplog: 
     assert "damaged" in caplog.text and "rebuilding" in caplog.text
     same_state(again.ledger, replayed(store.workdir))
     assert again.ledger.count(Status.FINISHED) == 9
+
+
+def test_a_compaction_that_cannot_write_keeps_the_journal_and_the_farm_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.store import store as module
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "write_snapshot", full)
+    lines = [f"echo {i}" for i in range(12)]
+    store = compacting(tmp_path, lines)
+    for task in range(12):
+        store.sync([ended(store, task - 1, rec.FINISHED)] if task else [], want=1)
+    assert "could not compact" in caplog.text and store.journal.generation == 0
+    assert caplog.text.count("could not compact") < 6, "not tried again at every sync"
+    store.close([ended(store, 11, rec.FINISHED)])
+    same_state(store.ledger, replayed(store.workdir))
+    assert store.ledger.count(Status.FINISHED) == 12
