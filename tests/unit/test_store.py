@@ -80,6 +80,10 @@ def test_open_registers_and_adds_every_task(tmp_path: Path) -> None:
     assert records[0] == {"e": "add", "first": 0, "lines": ["echo a", "echo b", "echo c"]}
     assert records[1]["f"] == store.fid and records[1]["pid"] == os.getpid()
     assert store.workdir.heartbeat(store.fid).exists()
+    assert store.workdir.finished.read_text() == store.workdir.failed.read_text() == "", "exact before any append"
+    assert store.views_due(), "toprocess and running are rewritten by the loop's first round, in the background"
+    store.write_views(background=True)
+    store.close([])
     assert store.workdir.toprocess.read_text() == "0 echo a\n1 echo b\n2 echo c\n"
 
 
@@ -243,8 +247,11 @@ def test_retry_failed_makes_failed_tasks_pending_again(tmp_path: Path) -> None:
     retried = opened(tmp_path, ["a", "b", "c"], retry_failed=True)
     assert journal(retried)[-1] == {"e": "retry", "f": retried.fid, "ids": [0, 2]}
     assert status_of(retried) == {0: Status.PENDING, 1: Status.FINISHED, 2: Status.PENDING}
+    assert retried.workdir.failed.read_text() == "", "rewritten before the first task can fail again"
+    assert retried.workdir.finished.read_text() == "1 b\n"
+    retried.write_views(background=True)  # the loop's first round
+    retried.close([])
     assert retried.workdir.toprocess.read_text() == "0 a\n2 c\n"
-    assert retried.workdir.failed.read_text() == ""
 
 
 def test_retry_failed_with_nothing_failed_writes_no_retry(tmp_path: Path) -> None:
@@ -299,7 +306,7 @@ def test_a_restart_with_nothing_changed_rewrites_no_view(tmp_path: Path) -> None
     assert again.close([])
     assert {path: path.stat().st_ino for path in views} == written
     retried = opened(tmp_path, ["a", "b"], retry_failed=True)
-    assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
+    assert wd.failed.read_text() == ""
     assert retried.close([])
     assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
 
