@@ -219,9 +219,11 @@ class Ledger:
     def claim(self, fid: str, count: int) -> dict[str, Any] | None:
         """Claim up to ``count`` pending tasks, lowest IDs first; return the applied record."""
         ids: list[int] = []
+        seen: set[int] = set()  # the heap may hold a task twice (released twice): claim it once
         while self._heap and len(ids) < count:
             task = heapq.heappop(self._heap)
-            if self.status[task] == Status.PENDING and task not in ids:
+            if self.status[task] == Status.PENDING and task not in seen:
+                seen.add(task)
                 ids.append(task)
         if not ids:
             return None
