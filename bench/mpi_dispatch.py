@@ -20,8 +20,9 @@
     python3 bench/mpi_dispatch.py [--tasks 300000] [--ranks 4,16,64] [--slots 6400] [--hold 0.1]
                                   [--repeat 2] [--profile R] [--write --note "..."]
 
---profile R also runs rank 0 of one R-rank job under cProfile (mpiexec's MPMD form, the other
-ranks unprofiled) and prints its top entries.
+--profile R also runs rank 0 of one R-rank job under cProfile, timed by CPU time
+(bench/profile_rank.py as rank 0 in mpiexec's MPMD form, the other ranks unprofiled), and prints
+its top entries.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +60,7 @@ class Handout:
     local: int  # on rank 0
     cpu: float  # rank 0's CPU seconds in the window
     finished: int
+    cpu_all: float  # CPU seconds of every process of the run (all ranks, mpiexec), the whole run
 
     @property
     def remote_rate(self) -> float:
@@ -76,18 +79,16 @@ class Handout:
         return self.cpu / max(1, self.remote + self.local)
 
 
-def read_ends(workdir: Path) -> tuple[list[tuple[int, float, float]], int | None]:
-    """(rank, t0, t1) of every finished run, and the pid of the farmer (rank 0) from its hello."""
-    ends, pid = [], None
+def read_ends(workdir: Path) -> list[tuple[int, float, float]]:
+    """(rank, t0, t1) of every finished run."""
+    ends = []
     with (workdir / "journal.jsonl").open() as stream:
         for line in stream:
             if '"e":"end"' in line:
                 record = json.loads(line)
                 if record["st"] == "finished":
                     ends.append((record["rank"], record["t0"], record["t1"]))
-            elif pid is None and '"e":"hello"' in line:
-                pid = json.loads(line)["pid"]
-    return ends, pid
+    return ends
 
 
 def farmer_pid(workdir: Path) -> int | None:
@@ -111,9 +112,11 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def run_sampled(cmd: list[str], env: dict[str, str], log: Path,
-                workdir: Path) -> tuple[float, list[tuple[float, float]]]:
-    """Run ``cmd``; return its wall time and (wall clock, CPU seconds) samples of rank 0's process."""
+                workdir: Path) -> tuple[float, list[tuple[float, float]], float]:
+    """Run ``cmd``; return its wall time, (wall clock, CPU seconds) samples of rank 0's process,
+    and the CPU seconds of all its processes (those it waited for, and theirs)."""
     samples: list[tuple[float, float]] = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("w") as out:
         job = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -128,9 +131,10 @@ def run_sampled(cmd: list[str], env: dict[str, str], log: Path,
                     samples.append((time.time(), cpu))
         code = job.wait()
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {code}; see {log}")
-    return wall, samples
+    return wall, samples, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
@@ -145,8 +149,9 @@ def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
     return ca + (cb - ca) * (when - ta) / max(tb - ta, 1e-9)
 
 
-def measure(ranks: int, wall: float, samples: list[tuple[float, float]], workdir: Path, tasks: int) -> Handout:
-    ends, _ = read_ends(workdir)
+def measure(ranks: int, wall: float, samples: list[tuple[float, float]], workdir: Path, tasks: int,
+            cpu_all: float) -> Handout:
+    ends = read_ends(workdir)
     if len(ends) != tasks:
         raise SystemExit(f"{workdir}: {len(ends)} of {tasks} tasks finished")
     first: dict[int, float] = {}
@@ -161,7 +166,8 @@ def measure(ranks: int, wall: float, samples: list[tuple[float, float]], workdir
         raise SystemExit(f"{workdir}: the steady window is {end - begin:.2f} s: give more --tasks")
     remote = sum(1 for rank, _, t1 in ends if rank != 0 and begin <= t1 <= end)
     local = sum(1 for rank, _, t1 in ends if rank == 0 and begin <= t1 <= end)
-    return Handout(ranks, wall, end - begin, remote, local, cpu_at(samples, end) - cpu_at(samples, begin), len(ends))
+    return Handout(ranks, wall, end - begin, remote, local, cpu_at(samples, end) - cpu_at(samples, begin), len(ends),
+                   cpu_all)
 
 
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
@@ -234,12 +240,13 @@ def main() -> int:
             cmd = [*farmer, str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir)]
             if ranks > 1:
                 cmd = [mpiexec, "-n", str(ranks), *cmd]
-            wall, samples = run_sampled(cmd, env, tmp / f"hold-{ranks}-{repeat}.log", workdir)
-            result = measure(ranks, wall, samples, workdir, args.tasks)
+            wall, samples, cpu_all = run_sampled(cmd, env, tmp / f"hold-{ranks}-{repeat}.log", workdir)
+            result = measure(ranks, wall, samples, workdir, args.tasks, cpu_all)
             results.setdefault(ranks, []).append(result)
             print(f"{'local' if ranks == 1 else f'{ranks} ranks'} x {per_rank} slots: {result.remote_rate:,.0f} "
                   f"remote/s, {result.rate:,.0f}/s in all, rank 0 ran {result.share0:.1%}, rank 0 CPU "
-                  f"{result.cpu_per_task * 1e6:.1f} us/task, window {result.window:.1f} s, wall {wall:.1f} s",
+                  f"{result.cpu_per_task * 1e6:.1f} us/task, all processes {cpu_all / args.tasks * 1e6:.0f} us/task, "
+                  f"window {result.window:.1f} s, wall {wall:.1f} s",
                   file=sys.stderr)
 
     profile_text = ""
@@ -248,11 +255,11 @@ def main() -> int:
         workdir, prof = tmp / "profile", tmp / "rank0.prof"
         per_rank = args.slots // ranks
         common = [str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir)]
-        cmd = [mpiexec, "-n", "1", args.python, "-m", "cProfile", "-o", str(prof), "-m", "mpifarmer", *common]
+        cmd = [mpiexec, "-n", "1", args.python, str(REPO / "bench" / "profile_rank.py"), str(prof), *common]
         if ranks > 1:
             cmd += [":", "-n", str(ranks - 1), *farmer, *common]
-        wall, samples = run_sampled(cmd, env, tmp / "profile.log", workdir)
-        result = measure(ranks, wall, samples, workdir, args.tasks)
+        wall, samples, cpu_all = run_sampled(cmd, env, tmp / "profile.log", workdir)
+        result = measure(ranks, wall, samples, workdir, args.tasks, cpu_all)
         stream = tmp / "profile.txt"
         with stream.open("w") as out:
             stats = pstats.Stats(str(prof), stream=out)
@@ -276,7 +283,7 @@ def main() -> int:
                 else:
                     cmd = [mpiexec, "-n", "2", *farmer, str(true_list), "-n", "1", "-w", str(workdir)]
                 walls[name].append(timed(cmd, env, tmp / f"true-{repeat}.log"))
-                count = len(read_ends(workdir)[0])
+                count = len(read_ends(workdir))
                 assert count == args.true_tasks, f"{workdir}: {count} of {args.true_tasks} finished"
 
     report = render(args, results, walls, commit=commit, started=started, load_before=load_before,
@@ -304,8 +311,9 @@ def render(args: argparse.Namespace, results: dict[int, list[Handout]], walls: d
     if args.note:
         lines.append(f"- {args.note}")
     lines += ["", "| run | slots per rank | remote tasks/s (median) | remote tasks/s (best) | all tasks/s (median) | "
-              "share run on rank 0 | rank 0 CPU per task, µs (median) | CPU per task ÷ baseline | window s | wall s |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "share run on rank 0 | rank 0 CPU per task, µs (median) | CPU per task ÷ baseline | "
+              "all processes' CPU per task, µs (whole run) | window s | wall s |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     baseline_key = 1 if 1 in results else min(results)
     base_cpu = median([r.cpu_per_task for r in results[baseline_key]])
     for ranks, runs in results.items():
@@ -315,6 +323,7 @@ def render(args: argparse.Namespace, results: dict[int, list[Handout]], walls: d
             f"| {name} | {args.slots // ranks} | {median([r.remote_rate for r in runs]):,.0f} | "
             f"{max(r.remote_rate for r in runs):,.0f} | {median([r.rate for r in runs]):,.0f} | "
             f"{median([r.share0 for r in runs]):.1%} | {cpu * 1e6:.1f} | {cpu / base_cpu:.2f} | "
+            f"{median([r.cpu_all / r.finished for r in runs]) * 1e6:.0f} | "
             f"{median([r.window for r in runs]):.1f} | {median([r.wall for r in runs]):.1f} |")
     mpi = [ranks for ranks in results if ranks > 1]
     if mpi:
