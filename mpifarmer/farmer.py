@@ -74,7 +74,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
             if coordinator.done:
                 break
             _wait(flags, backoff, busy, min(coordinator.next_deadline(), worker.next_deadline()), remote,
-                  pool.lull())
+                  pool.lull(), pool.due_in(time.time()))
         code = coordinator.finish()
         while not worker.done:  # rank 0's worker receives Finish in process: nothing runs by now
             worker.step()
@@ -108,7 +108,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         worker.hello()
         while not worker.done:
             busy = worker.step()
-            _wait(flags, backoff, busy, worker.next_deadline(), transport, pool.lull())
+            _wait(flags, backoff, busy, worker.next_deadline(), transport, pool.lull(), pool.due_in(time.time()))
     except BaseException:
         pool.signal_all(signal.SIGKILL)
         raise
@@ -123,7 +123,9 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
 
 
 def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None,
-          lull: float) -> None:
+          lull: float, due: float | None = None) -> None:
+    """Sleep until the next thing to do. ``due``: seconds until the pool has news of its own
+    (a held run's end), treated like its descriptor: ignored during a lull, awaited otherwise."""
     timeout = max(0.0, deadline - time.monotonic())
     if lull >= LULL_MIN:
         # The pool is provided for: sleep through its task ends. MPI messages are still polled
@@ -131,6 +133,8 @@ def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, rem
         # costs far less CPU than polling at the backoff's busy pace would.
         flags.wait(0.0 if busy and remote is None else min(timeout, lull / 2, POLL_MAX), watched=False)
         return
+    if due is not None:
+        timeout = min(timeout, due)
     if remote is not None:
         if busy:
             backoff.reset()

@@ -14,6 +14,9 @@ reports the runs that had started as interrupted, and starts a new spawner for t
 spawners keep dying (:mod:`mpifarmer.scheduling.restarts`): then :attr:`Pool.broken` says why
 and the caller drains. A sentinel process (:mod:`mpifarmer._sentinel`) kills the tasks should
 the farmer and its spawner die together.
+
+The HoldRunner's tasks (benchmarks and tests) start no process: the pool holds their slots for
+the runner's time itself (:mod:`mpifarmer.holding`), and starts neither spawner nor sentinel.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpifarmer import _sentinel, _spawnd
-from mpifarmer.runners import Runner
+from mpifarmer.holding import HeldSlots
+from mpifarmer.runners import HoldRunner, Runner
 from mpifarmer.scheduling import capacity
 from mpifarmer.scheduling.restarts import RestartBudget
 from mpifarmer.signals import held_back
@@ -104,6 +108,11 @@ class Pool:
         self.broken: str | None = None  # why no spawner runs any more (the caller should drain)
         self._restarts = RestartBudget()
         self._closed = False
+        self._holds = HeldSlots(self.capacity, runner.seconds) if isinstance(runner, HoldRunner) else None
+        if self._holds is not None:  # nothing to spawn; the pipe only gives fileno() a descriptor
+            self._replies, self._life = os.pipe()
+            os.set_blocking(self._replies, False)
+            return
         life_read, self._life = os.pipe()
         try:
             with held_back():
@@ -137,6 +146,11 @@ class Pool:
         self._buffer = b""
         return spawner
 
+    @property
+    def processes(self) -> bool:
+        """Whether runs are processes (not for the HoldRunner, whose runs have no pid)."""
+        return self._holds is None
+
     def fileno(self) -> int:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
         return self._replies
@@ -144,9 +158,16 @@ class Pool:
     def lull(self) -> float:
         """How long the spawner can keep every slot busy from its queue alone, judged by recent
         run times: seconds in which the pool needs nothing from its caller (0 if unknown)."""
-        if self._mean is None or not self._queued:
+        queued = self._queued if self._holds is None else self._holds.waiting
+        if self._mean is None or not queued:
             return 0.0
-        return self._queued * self._mean / self.slots
+        return queued * self._mean / self.slots
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds from ``now`` (wall time) until the pool has news that no descriptor will
+        announce: the end of a held run (None: no such news is due)."""
+        end = self._holds.next_end() if self._holds is not None else None
+        return None if end is None else max(0.0, end - now)
 
     def start(self, task: Task) -> Run:
         """Have ``task`` run as soon as the resources it asks for are free. A task that cannot
@@ -159,6 +180,10 @@ class Pool:
         if impossible is not None:
             self._note_start_failure(task, f"not started: it {impossible}")
             self._immediate.append(Outcome(run, 127, run.t0, impossible, EndReason.UNAVAILABLE))
+            return run
+        if self._holds is not None:
+            self.running[task.id] = run
+            self._announce(self._holds.add(run, run.t0))
             return run
         if not argv:
             run.slot = task.id % self.slots
@@ -187,6 +212,13 @@ class Pool:
         """Collect the runs that have ended, without blocking."""
         replies = self._read_replies()
         outcomes, self._immediate = self._immediate, []
+        if self._holds is not None:
+            ended, started = self._holds.advance(time.time())
+            for run, t1 in ended:
+                del self.running[run.task.id]
+                outcomes.append(Outcome.of_exit(run, 0, t1))
+                self._note_time(t1 - run.t0)
+            self._announce(started)
         for reply in replies:
             kind, task = reply[0], reply[1]
             if kind == "dropped":
@@ -209,8 +241,7 @@ class Pool:
             elif kind == "ended":
                 del self.running[task]
                 outcomes.append(Outcome.of_exit(run, reply[2], reply[3]))
-                elapsed = max(0.0, reply[3] - run.t0)
-                self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
+                self._note_time(reply[3] - run.t0)
             elif kind == "error":
                 del self.running[task]
                 self._queued -= 1
@@ -226,7 +257,11 @@ class Pool:
 
     def drop(self) -> None:
         """Forget the given tasks that have not started; :meth:`take_dropped` returns them."""
-        if self.broken is not None:
+        if self._holds is not None:
+            for run in self._holds.drop():
+                del self.running[run.task.id]
+                self._dropped.append(run.task.id)
+        elif self.broken is not None:
             self._drop_unstarted()
         elif self.running:
             self._send(("drop",))
@@ -237,8 +272,15 @@ class Pool:
         return dropped
 
     def signal_all(self, signum: int) -> None:
-        """Send ``signum`` to the process group of every started task."""
-        if self.running and self.broken is None:
+        """Send ``signum`` to the process group of every started task (a held run ends on any
+        signal but SIGCONT, as a process without handlers would)."""
+        if self._holds is not None:
+            if signum != signal.SIGCONT:
+                now = time.time()
+                for run in self._holds.end_all():
+                    del self.running[run.task.id]
+                    self._immediate.append(Outcome.of_exit(run, -int(signum), now))
+        elif self.running and self.broken is None:
             self._send(("signal", int(signum)))
 
     def close(self) -> None:
@@ -246,6 +288,10 @@ class Pool:
         if self._closed:
             return
         self._closed = True
+        if self._holds is not None:
+            os.close(self._replies)
+            os.close(self._life)
+            return
         self._spawner.stdin.close()  # type: ignore[union-attr]
         try:
             self._spawner.wait(timeout=10)
@@ -262,6 +308,16 @@ class Pool:
             logger.warning("the pool's sentinel process %d did not exit", self._sentinel.pid)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _announce(self, started: list[Run]) -> None:
+        if self.on_start is not None:
+            for run in started:
+                self.on_start(run)
+
+    def _note_time(self, elapsed: float) -> None:
+        """Fold a run's time into the moving average that :meth:`lull` uses."""
+        elapsed = max(0.0, elapsed)
+        self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
 
     def _send(self, request: tuple) -> None:
         if self._pending_loss:
