@@ -135,8 +135,9 @@ class PackWriter:
     def _record(self, task: int, offset: int, head: bytes, length: int, crc: int, rc: int | None, t0: float,
                 t1: float) -> None:
         self._size = offset + len(head) + length
-        self._lines.append(_dumps({"id": task, "run": self._run, "pack": self._number, "off": offset, "len": length,
-                                   "crc": crc, "rc": rc, "t0": t0, "t1": t1}).encode() + b"\n")
+        # as _dumps of {"id", "run", "pack", "off", "len", "crc", "rc", "t0", "t1"} would write it, faster
+        self._lines.append(b'{"id":%d,"run":%d,"pack":%d,"off":%d,"len":%d,"crc":%d,"rc":%s,"t0":%r,"t1":%r}\n' % (
+            task, self._run, self._number, offset, length, crc, b"null" if rc is None else b"%d" % rc, t0, t1))
 
     def flush(self) -> None:
         """Append the index lines of the records added since the last call, in one write."""
