@@ -11,17 +11,21 @@ for a few milliseconds, so that task ends are handled in batches (see LULL_MIN).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from mpifarmer.coordinator import Coordinator
+from mpifarmer.environment import hostname
 from mpifarmer.options import FarmerOptions
-from mpifarmer.pool import Pool
+from mpifarmer.pool import PackedLogs, Pool
 from mpifarmer.runners import Runner
 from mpifarmer.signals import SignalFlags, process_flags
 from mpifarmer.store.store import Store
+from mpifarmer.store.workdir import WorkDir
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.transport import Transport
@@ -48,8 +52,14 @@ LULL_MIN = 0.002
 LogPath = Callable[[int], Path]
 
 
-def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath) -> Pool:
-    return Pool(options.proc, runner, log_path=log_path, extra_env={
+def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath,
+              rank: int = 0) -> Pool:
+    packed = None
+    if options.logs == "packed":
+        workdir = WorkDir(workdir_root)
+        packed = PackedLogs(os.fspath(workdir.pack_stem(fid, rank)), {"f": fid, "rank": rank, "host": hostname()},
+                            spool=tempfile.gettempdir(), fallback=os.fspath(workdir.logs), limit=options.pack_limit)
+    return Pool(options.proc, runner, log_path=log_path, packed=packed, extra_env={
         "MPIFARMER_WORKDIR": workdir_root, "MPIFARMER_FARMER": fid})
 
 
@@ -99,7 +109,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
                log_path: LogPath, rank_timeout: float) -> int:
     """A rank other than 0: run what rank 0 sends until it says finish."""
     flags = process_flags()
-    pool = make_pool(options, runner, workdir_root, fid, log_path)
+    pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
                     kill_grace=options.kill_grace, start_flush=options.start_flush)
     backoff = Backoff(POLL_MAX)

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FarmerOptions"]
+__all__ = ["LOG_LAYOUTS", "FarmerOptions"]
+
+#: --logs: one file per task (PyTaskFarmer's logs/log_ID), or a few pack files per pool.
+LOG_LAYOUTS = ("files", "packed")
 
 
 @dataclass(frozen=True)
@@ -20,3 +23,5 @@ class FarmerOptions:
     watch_interval: float = 5.0  # how often the task list is looked at for appended lines
     start_flush: float = 1.0  # start records wait at most this long to be written
     rank_timeout: float = 30.0  # --rank-timeout: a rank silent this long is lost
+    logs: str = "files"  # --logs: one of LOG_LAYOUTS
+    pack_limit: int = 1 << 30  # packed logs: a pack file rolls over at this size

@@ -44,7 +44,7 @@ from mpifarmer.signals import held_back
 from mpifarmer.task import EndReason, Task
 from mpifarmer.wording import counted
 
-__all__ = ["Outcome", "Pool", "Run"]
+__all__ = ["Outcome", "PackedLogs", "Pool", "Run"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ class Run:
     pid_start: int | None  # read when first needed (see Worker), not at every start
     t0: float
     units: dict[str, list[int]] | None = None  # what the spawner gave it, by resource
+
+
+@dataclass(frozen=True)
+class PackedLogs:
+    """``--logs packed``: where a pool's spawners pack its tasks' output (see :mod:`mpifarmer.store.packs`)."""
+
+    stem: str  # WORKDIR/logs/pack.FARMER.rRANK; each spawner the pool starts adds .gN
+    identity: dict[str, object]  # farmer, rank, host: the first line of every index
+    spool: str  # node-local directory for the output of running tasks
+    fallback: str  # where to spool if the spool directory cannot hold a file (the logs directory)
+    limit: int  # bytes after which a pack file rolls over
 
 
 @dataclass
@@ -85,8 +96,10 @@ class Pool:
     """``slots`` concurrent task processes on this node."""
 
     def __init__(self, slots: int, runner: Runner, *, log_path: Callable[[int], Path],
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, packed: PackedLogs | None = None) -> None:
         self.slots = slots
+        self.packed = packed
+        self._generation = -1  # of the spawners started, the last: each packs into files of its own
         self.capacity = {"slots": slots}  # what capacity.Units hands out; cores and GPUs later
         self.runner = runner
         self._log_path = log_path
@@ -128,10 +141,18 @@ class Pool:
         """Start a spawner whose replies arrive on :meth:`fileno` (the same descriptor number
         for every spawner, so that a main loop's poll keeps watching it)."""
         replies_read, replies_write = os.pipe()
+        self._generation += 1
+        argv = [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)]
+        if self.packed is not None:
+            packed = self.packed
+            fault = os.environ.get("MPIFARMER_PACK_FAULT") if self._generation == 0 else None  # tests only
+            argv.append(json.dumps({"stem": f"{packed.stem}.g{self._generation}", "identity": packed.identity,
+                                    "limit": packed.limit, "spool": packed.spool, "fallback": packed.fallback,
+                                    "fault": fault}))
         try:
             with held_back():
                 spawner = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)],
+                    argv,
                     stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
         finally:
             os.close(replies_write)
@@ -204,7 +225,8 @@ class Pool:
         """The spawner's request: the argv, the log, and the task's own environment (the task's
         ``env`` attribute, then the farmer's variables, which a task cannot override)."""
         ident = str(task.id)
-        return ("run", task.id, argv, os.fspath(self._log_path(task.id)),
+        log = None if self.packed is not None else os.fspath(self._log_path(task.id))
+        return ("run", task.id, argv, log,
                 {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
                 capacity.request_of(task.attrs))
 
@@ -406,6 +428,10 @@ class Pool:
 
     def _note_start_failure(self, task: Task, message: str) -> None:
         logger.error("task %d: %s", task.id, message)
+        if self.packed is not None:
+            if self.broken is None:
+                self._send(("note", task.id, f"mpifarmer: {message}\n", 127))
+            return
         try:
             with open(self._log_path(task.id), "w") as log:
                 log.write(f"mpifarmer: {message}\n")

@@ -392,6 +392,9 @@ def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(t
     assert [p.name for p in sorted(wd.history.iterdir())] == sorted(f"journal.{g}.jsonl" for g in range(generation))
     assert wd.journal.stat().st_size < 1000
     same_state(store.ledger, replayed(wd))
+    from mpifarmer.tasklog import task_count
+
+    assert task_count(wd) == 30, "mpifarmer log knows the tasks of a compacted journal (from the snapshot)"
     again = compacting(tmp_path, lines, compact_bytes=1 << 30)
     assert again.journal.generation == generation
     same_state(again.ledger, replayed(wd))
