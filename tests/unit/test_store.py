@@ -402,6 +402,15 @@ def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(t
     store.close([ended(store, 29, rec.FINISHED)])
     events = json.loads(wd.timeline.read_text())["traceEvents"]
     assert sorted(e["args"]["id"] for e in events if e["ph"] == "X") == list(range(30)), "runs of every generation"
+    assert [e["args"]["name"] for e in events if e["name"] == "thread_name"] == ["slot 0"]
+    # each compacted generation's events are made once, and copied from then on
+    parts = {path: path.stat().st_ino for path in wd.history.glob("timeline.*.part")}
+    assert len(parts) == store.journal.generation
+    from mpifarmer.store.views import write_timeline
+
+    write_timeline(wd)
+    assert {path: path.stat().st_ino for path in wd.history.glob("timeline.*.part")} == parts
+    assert json.loads(wd.timeline.read_text())["traceEvents"] == events
 
 
 def test_a_farmer_whose_offset_is_in_a_compacted_journal_reads_on_from_the_snapshot(tmp_path: Path) -> None:
