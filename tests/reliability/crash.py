@@ -23,8 +23,8 @@ a busy machine is not):
 * ``spawner``: SIGKILL of the farmer's spawner (in MPI mode, of one rank's spawner, chosen at random) after a
   random delay, as an OOM killer or a user's ``kill`` might: the farmer is not killed and must go on, kill the
   spawner's tasks, record them interrupted (never failed) and finish the list with exit code 0;
-* ``fault-compact1|2|3`` (in the rounds that compact, two of every four: their journal is compacted every 2 to
-  20 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
+* ``fault-compact1|2|3`` (in the rounds that compact, two of every four: their journal is compacted every 1 to
+  6 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
   written; old journal linked into the history; journal replaced);
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
@@ -360,7 +360,7 @@ def choose_plan(rng: random.Random, mode: str, packed: bool = False, compacts: b
     if draw < 0.75:
         if compacts and rng.random() < 0.4:
             where = rng.choice(("compact1", "compact2", "compact3"))
-            return Plan(f"fault-{where}", fault=f"{rng.randint(1, 3)}:{where}")
+            return Plan(f"fault-{where}", fault=f"{rng.randint(1, 2)}:{where}")
         where = rng.choice(("before", "torn", "unended", "after"))
         return Plan(f"fault-{where}", fault=f"{rng.randint(1, 25)}:{where}")
     if draw < 0.88:
@@ -391,7 +391,7 @@ class Round:
         self.writers_killed = False  # a farmer or spawner was killed: an index may end in a partial line
         # Rounds 1 and 2 of every 4 compact its journal every few kilobytes: snapshots, generations and
         # compaction faults get killed too (a real farmer compacts every 32 MiB).
-        self.compact_bytes = rng.randint(2000, 20000) if number % 4 in (1, 2) else None
+        self.compact_bytes = rng.randint(1000, 6000) if number % 4 in (1, 2) else None
         if self.compact_bytes:
             self.env["MPIFARMER_COMPACT_BYTES"] = str(self.compact_bytes)
         self.out = self.root / "out"
