@@ -27,7 +27,7 @@ from mpifarmer.errors import LockError, TaskListChanged, WorkDirError
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import FarmerInfo, Ledger, Status
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
-from mpifarmer.store.journal import GenerationChanged, Journal, compaction_step
+from mpifarmer.store.journal import GenerationChanged, Journal, NewerJournal, compaction_step
 from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.snapshot import SnapshotError, read_snapshot, write_snapshot
 from mpifarmer.store.views import Snapshot, append_lines, view_path, write_timeline, write_views
@@ -291,6 +291,9 @@ class Store:
             except GenerationChanged as change:
                 self._rebase(change.generation, change.start)
                 continue
+            except NewerJournal as error:
+                raise WorkDirError(self.workdir.root, f"{error}: run it with a newer mpifarmer (pip install -U "
+                                   "mpifarmer), or start a new work directory (-w)") from None
             self.ledger.apply_all(records)
             if not self.journal.more:
                 return
