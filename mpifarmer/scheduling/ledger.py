@@ -225,9 +225,10 @@ class Ledger:
 
     # -- state, for snapshots ------------------------------------------------------------------
 
-    def state(self) -> tuple[dict[str, Any], list[bytes]]:
+    def state(self) -> tuple[dict[str, Any], list[bytes | memoryview]]:
         """Everything replay built, as JSON-able facts and a few byte buffers (see
-        :mod:`mpifarmer.store.snapshot`); :meth:`from_state` rebuilds an equal ledger."""
+        :mod:`mpifarmer.store.snapshot`; the buffers are views: release them before the ledger
+        changes); :meth:`from_state` rebuilds an equal ledger."""
         facts = {
             "tasks": len(self.lines), "changes": self.changes, "registrations": self.registrations,
             "attrs": {str(task): attrs for task, attrs in self.attrs.items()},
@@ -237,10 +238,10 @@ class Ledger:
                          "held": sorted(f.held)} for f in self.farmers.values()],
         }
         data, ends = self.lines.buffers()
-        return facts, [data, ends, bytes(self.status)]
+        return facts, [data, ends, memoryview(self.status)]
 
     @classmethod
-    def from_state(cls, facts: dict[str, Any], buffers: list[bytes]) -> Ledger:
+    def from_state(cls, facts: dict[str, Any], buffers: list[bytes | memoryview]) -> Ledger:
         data, ends, status = buffers
         ledger = cls()
         ledger.lines = Texts.from_buffers(data, ends)

@@ -49,10 +49,11 @@ class Texts(Sequence[str]):
             raise ValueError("Texts buffers disagree")
         return texts
 
-    def buffers(self) -> tuple[bytes, bytes]:
-        """The UTF-8 data and the end offsets (little-endian 64-bit), for storing."""
+    def buffers(self) -> tuple[memoryview, memoryview]:
+        """Views of the UTF-8 data and the end offsets (little-endian 64-bit), for storing without a
+        copy. Release them before the texts grow again (a buffer with views cannot be resized)."""
         ends = self._ends if sys.byteorder == "little" else _swapped(self._ends)
-        return bytes(self._data), ends.tobytes()
+        return memoryview(self._data), memoryview(ends).cast("B")
 
     def __len__(self) -> int:
         return len(self._ends)

@@ -31,15 +31,20 @@ class SnapshotError(Exception):
 
 def write_snapshot(path: Path, ledger: Ledger, generation: int) -> None:
     facts, buffers = ledger.state()
-    crc = 0
-    for buffer in buffers:
-        crc = zlib.crc32(buffer, crc)
-    head = {"kind": "mpifarmer-snapshot", "v": FORMAT, "gen": generation, "sizes": [len(b) for b in buffers],
-            "crc": crc, "facts": facts}
-    with atomic_write(path, fsync=True, binary=True) as stream:
-        stream.write(json.dumps(head, separators=(",", ":")).encode() + b"\n")
+    try:
+        crc = 0
         for buffer in buffers:
-            stream.write(buffer)
+            crc = zlib.crc32(buffer, crc)
+        head = {"kind": "mpifarmer-snapshot", "v": FORMAT, "gen": generation, "sizes": [len(b) for b in buffers],
+                "crc": crc, "facts": facts}
+        with atomic_write(path, fsync=True, binary=True) as stream:
+            stream.write(json.dumps(head, separators=(",", ":")).encode() + b"\n")
+            for buffer in buffers:
+                stream.write(buffer)
+    finally:
+        for buffer in buffers:
+            if isinstance(buffer, memoryview):
+                buffer.release()
 
 
 def read_snapshot(path: Path, generation: int) -> Ledger:
@@ -54,8 +59,9 @@ def read_snapshot(path: Path, generation: int) -> Ledger:
         if head.get("kind") != "mpifarmer-snapshot" or head.get("v") != FORMAT or head.get("gen") != generation:
             raise SnapshotError(f"{path}: not a snapshot of generation {generation} in format {FORMAT}")
         buffers, position, crc = [], cut + 1, 0
+        view = memoryview(data)  # slices without copies: the ledger copies each buffer once
         for size in head["sizes"]:
-            buffers.append(data[position : position + size])
+            buffers.append(view[position : position + size])
             crc = zlib.crc32(buffers[-1], crc)
             position += size
         if position != len(data) or crc != head["crc"]:

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import Ledger, Status
@@ -112,30 +112,42 @@ def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
             keys |= old_keys
             parts.append(part)
         builder = _Timeline()
-        current = _event_text(builder, _end_records(journal, chunk))
-    keys |= builder.keys
-    with atomic_write(workdir.timeline) as stream:
-        stream.write('{"traceEvents":[')
-        first = True
-        for part in parts:
-            with part.open(encoding="utf-8") as source:
-                if source.read(1):
-                    source.seek(0)
-                    stream.write("" if first else ",")
-                    shutil.copyfileobj(source, stream, 1 << 20)
-                    first = False
-        for text in (current, json.dumps(_metadata(keys), separators=(",", ":"))[1:-1]):
-            if text:
-                stream.write(text if first else "," + text)
-                first = False
-        stream.write('],"displayTimeUnit":"ms"}')
+        with atomic_write(workdir.timeline) as stream:
+            stream.write('{"traceEvents":[')
+            out = _Commas(stream)
+            for part in parts:
+                with part.open(encoding="utf-8") as source:
+                    out.copy(source)
+            for text in _event_texts(builder, _end_records(journal, chunk)):
+                out.write(text)
+            out.write(json.dumps(_metadata(keys | builder.keys), separators=(",", ":"))[1:-1])
+            stream.write('],"displayTimeUnit":"ms"}')
 
 
-def _event_text(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) -> str:
-    """The trace events of ``batches`` of end records, comma-separated (no brackets)."""
-    # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
-    texts = (json.dumps(events, separators=(",", ":"))[1:-1] for events in builder.events(batches))
-    return ",".join(text for text in texts if text)
+class _Commas:
+    """Writes pieces of a JSON array's body, with a comma between non-empty ones."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream, self.first = stream, True
+
+    def write(self, text: str) -> None:
+        if text:
+            self.stream.write(text if self.first else "," + text)
+            self.first = False
+
+    def copy(self, source: IO[str]) -> None:
+        if source.read(1):
+            source.seek(0)
+            self.stream.write("" if self.first else ",")
+            shutil.copyfileobj(source, self.stream, 1 << 20)
+            self.first = False
+
+
+def _event_texts(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
+    """The trace events of each batch of end records, as comma-separated text (no brackets)."""
+    for events in builder.events(batches):
+        # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
+        yield json.dumps(events, separators=(",", ":"))[1:-1]
 
 
 def _compacted_part(workdir: WorkDir, generation: int, chunk: int) -> tuple[Path, set[tuple[str, int, int]]]:
@@ -149,7 +161,9 @@ def _compacted_part(workdir: WorkDir, generation: int, chunk: int) -> tuple[Path
         pass
     builder = _Timeline()
     with atomic_write(part) as stream:
-        stream.write(_event_text(builder, _end_records(workdir.old_journal(generation), chunk)))
+        out = _Commas(stream)
+        for text in _event_texts(builder, _end_records(workdir.old_journal(generation), chunk)):
+            out.write(text)
     with atomic_write(keys_path) as stream:
         json.dump(sorted(builder.keys), stream)
     return part, builder.keys
