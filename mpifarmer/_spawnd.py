@@ -14,9 +14,12 @@ freed slot takes the next task at once, with no round trip to the farmer. It rea
 stdin and writes replies on stdout, each a 4-byte big-endian length and a ``marshal`` payload
 (both ends run the same Python):
 
-  requests   ("run", id, argv, log, env, request)  queue argv, to run with the extra env, output
-                                           to log, when the resources of request are free
+  requests   ("run", id, argv, log, env, request, cwd, append)  queue argv, to run with the extra
+                                           env, in directory cwd (None: this one), output to log
+                                           (appended to if append, else truncated), when the
+                                           resources of request are free
              ("signal", signum)            signal the process group of every running task
+             ("signal", signum, [id, ...]) signal the process groups of those tasks
              ("drop",)                     forget the queued tasks that have not started
   replies    ("started", id, pid, t0, units)  units: {resource: [unit, ...]} given to the run
              ("ended", id, returncode, t1)  returncode < 0: killed by that signal
@@ -43,6 +46,8 @@ import types
 
 _HEADER = struct.Struct(">I")
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
+#: The directory the spawner started in, where tasks without a ``cwd`` of their own run.
+_HOME = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
 _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD,
                  signal.SIGPIPE)
 
@@ -86,8 +91,10 @@ def main() -> int:
                 if request[0] == "run":
                     queue.append(request)
                 elif request[0] == "signal":
-                    for pid in running:
-                        _kill(pid, request[1])
+                    chosen = set(request[2]) if len(request) > 2 else None
+                    for pid, entry in running.items():
+                        if chosen is None or entry[0] in chosen:
+                            _kill(pid, request[1])
                 elif request[0] == "drop":
                     out.append(marshal.dumps(("dropped", [queued[1] for queued in queue])))
                     queue.clear()
@@ -120,14 +127,23 @@ def _load_capacity() -> types.SimpleNamespace:
 
 
 def _run(request: tuple, units, base_env: dict, running: dict, out: list) -> None:
-    _, task, argv, log, extra, asked = request
+    _, task, argv, log, extra, asked, cwd, append = request
     given = units.take(asked)  # before the start: a run's environment may name its units (later)
     env = dict(base_env)
     env.update(extra)
+    mode = os.O_APPEND if append else os.O_TRUNC
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+               (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | mode, 0o644),
                (os.POSIX_SPAWN_DUP2, 1, 2)]
     t0 = time.time()
+    if cwd:
+        try:  # posix_spawn has no directory of its own, and this process has a single thread
+            os.chdir(cwd)
+        except OSError as error:
+            units.give_back(given)
+            out.append(marshal.dumps(("error", task, f"cannot run in directory {cwd!r}: {error.strerror}",
+                                      time.time())))
+            return
     try:
         pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
                               setsigmask=())
@@ -135,6 +151,9 @@ def _run(request: tuple, units, base_env: dict, running: dict, out: list) -> Non
         units.give_back(given)
         out.append(marshal.dumps(("error", task, f"cannot start {argv[0]!r}: {error.strerror}", time.time())))
         return
+    finally:
+        if cwd:
+            os.fchdir(_HOME)
     running[pid] = (task, given)
     out.append(marshal.dumps(("started", task, pid, t0, given)))
 

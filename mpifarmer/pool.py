@@ -169,6 +169,8 @@ class Pool:
         self.running[task.id] = run
         self._queued += 1
         self._argv[task.id] = argv
+        if task.attempt is not None:
+            self._begin_log(task, *task.attempt)
         if self.broken is None:
             self._send(self._run_request(task, argv))
         else:
@@ -176,12 +178,31 @@ class Pool:
         return run
 
     def _run_request(self, task: Task, argv: list[str]) -> tuple:
-        """The spawner's request: the argv, the log, and the task's own environment (the task's
-        ``env`` attribute, then the farmer's variables, which a task cannot override)."""
+        """The spawner's request: the argv, the log, the task's own environment (the task's
+        ``env`` attribute, then the farmer's variables, which a task cannot override), the
+        resources it asks for, the directory it runs in (its ``cwd`` attribute; None: the
+        farmer's), and whether its log was begun already (see :meth:`_begin_log`)."""
         ident = str(task.id)
         return ("run", task.id, argv, os.fspath(self._log_path(task.id)),
                 {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
-                capacity.request_of(task.attrs))
+                capacity.request_of(task.attrs), task.attrs.get("cwd"), task.attempt is not None)
+
+    def _begin_log(self, task: Task, attempt: int, allowed: int) -> None:
+        """A task that may be retried: keep the log of its previous attempt beside the new one
+        (``log_ID.N`` for attempt N; a log already kept is not replaced by the log of a run that
+        was interrupted) and begin the new log with a line naming the attempt."""
+        log = self._log_path(task.id)
+        try:
+            if attempt > 1:
+                older = log.with_name(f"{log.name}.{attempt - 1}")
+                if not older.exists() and log.exists():
+                    os.replace(log, older)
+            name = task.attrs.get("name")
+            with open(log, "w") as stream:
+                stream.write(f"mpifarmer: task {task.id}{f' ({name})' if name else ''}, attempt {attempt} of "
+                             f"{allowed}\n")
+        except OSError as error:
+            logger.warning("task %d: cannot begin its log %s: %s", task.id, log, error.strerror or error)
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
@@ -240,6 +261,11 @@ class Pool:
         """Send ``signum`` to the process group of every started task."""
         if self.running and self.broken is None:
             self._send(("signal", int(signum)))
+
+    def signal_tasks(self, tasks: list[int], signum: int) -> None:
+        """Send ``signum`` to the process groups of ``tasks`` (those started; the others are left)."""
+        if self.broken is None and any(task in self.running for task in tasks):
+            self._send(("signal", int(signum), list(tasks)))
 
     def close(self) -> None:
         """End the spawner (it kills whatever still runs) and wait for it, then the sentinel."""
