@@ -6,18 +6,21 @@ about 0.2 ms from a 12 MB Python process, 0.8 ms from a 25 MB one, more as a far
 grows). A farmer that spawned its tasks itself would stall for that long per task. This
 program stays small, so spawning stays cheap, and the farmer only writes a request to a pipe.
 
-It is run as ``python -I -S _spawnd.py CAPACITY LIFE_FD`` (CAPACITY a JSON object such as
-``{"slots": 4}``) and imports nothing of mpifarmer but :mod:`mpifarmer.scheduling.capacity`,
-which it loads by path (that module uses only the standard library), to stay small. It queues
+It is run as ``python -I -S _spawnd.py CAPACITY LIFE_FD [PACKED]`` (CAPACITY a JSON object such
+as ``{"slots": 4}``) and imports nothing of mpifarmer but :mod:`mpifarmer.scheduling.capacity`
+and, for packed logs, :mod:`mpifarmer.store.packs`, which it loads by path (those modules use
+only the standard library), to stay small. It queues
 what it is sent and starts a queued task as soon as capacity's decision says so, so that a
 freed slot takes the next task at once, with no round trip to the farmer. It reads requests on
 stdin and writes replies on stdout, each a 4-byte big-endian length and a ``marshal`` payload
 (both ends run the same Python):
 
-  requests   ("run", id, argv, log, env, request, cwd, append)  queue argv, to run with the extra
+  requests   ("run", id, argv, log, env, request, cwd, header)  queue argv, to run with the extra
                                            env, in directory cwd (None: this one), output to log
-                                           (appended to if append, else truncated), when the
-                                           resources of request are free
+                                           (begun by the text header if it is not None), when
+                                           the resources of request are free
+             ("note", id, text, rc)        packed logs: store text as the output of a run that
+                                           could not start
              ("signal", signum)            signal the process group of every running task
              ("signal", signum, [id, ...]) signal the process groups of those tasks
              ("drop",)                     forget the queued tasks that have not started
@@ -31,6 +34,13 @@ exits, so no task outlives its farmer. LIFE_FD is the write end of the pool's se
 (see :mod:`mpifarmer._sentinel`): holding it open, and keeping it from the tasks, is all the
 spawner does with it. It ignores the stop signals Slurm sends to every process of a step:
 stopping is the farmer's decision.
+
+PACKED (``--logs packed``), a JSON object {stem, identity, limit, spool, fallback, fault}: log is
+None, and each task writes into an unnamed file in the spool directory (``O_TMPFILE``, else a
+file unlinked at once, in ``fallback`` if the spool cannot hold one), so nothing is left behind
+however this process dies. When the task ends, its output is appended to the pack ``stem.N``
+and its index line to ``stem.index`` (:class:`mpifarmer.store.packs.PackWriter`), before the
+farmer is told of the end: a run recorded finished has its output indexed.
 """
 
 import collections
@@ -55,7 +65,9 @@ _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, 
 def main() -> int:
     requests, replies = sys.stdin.fileno(), sys.stdout.fileno()
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
-    capacity = _load_capacity()
+    capacity = _load("scheduling", "capacity.py")
+    packed = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    writer = _pack_writer(packed)
     units = capacity.Units(json.loads(sys.argv[1]))
     queue: collections.deque[tuple] = collections.deque()
     for signum in _IGNORED:
@@ -66,7 +78,7 @@ def main() -> int:
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     base_env = dict(os.environ)
-    running: dict[int, tuple[int, dict]] = {}  # pid -> (task id, units it was given)
+    running: dict[int, tuple] = {}  # pid -> (task id, units it was given, spool fd or -1, t0)
     buffer = b""
     out: list[bytes] = []
     open_input = True
@@ -95,6 +107,11 @@ def main() -> int:
                     for pid, entry in running.items():
                         if chosen is None or entry[0] in chosen:
                             _kill(pid, request[1])
+                elif request[0] == "note" and writer is not None:
+                    try:
+                        writer.note(request[1], request[2], request[3], time.time())
+                    except OSError as error:
+                        _complain(f"task {request[1]}: cannot append to {writer.stem} ({error.strerror})")
                 elif request[0] == "drop":
                     out.append(marshal.dumps(("dropped", [queued[1] for queued in queue])))
                     queue.clear()
@@ -107,55 +124,137 @@ def main() -> int:
                 break
             entry = running.pop(pid, None)
             if entry is not None:
-                out.append(marshal.dumps(("ended", entry[0], os.waitstatus_to_exitcode(status), time.time())))
+                returncode, t1 = os.waitstatus_to_exitcode(status), time.time()
+                if entry[2] >= 0:
+                    _pack(writer, entry[0], entry[2], returncode, entry[3], t1)
+                out.append(marshal.dumps(("ended", entry[0], returncode, t1)))
                 units.give_back(entry[1])
         while capacity.next_to_start((queued[5] for queued in queue), units) == 0:
-            _run(queue.popleft(), units, base_env, running, out)
+            _run(queue.popleft(), units, base_env, running, out, packed)
+        if writer is not None and writer.pending():
+            try:
+                writer.flush()  # the index lines first: the farmer records what it is told
+            except OSError as error:
+                _complain(f"cannot append to the log index {writer.stem}.index ({error.strerror})")
         if out:
             _write(replies, b"".join(_HEADER.pack(len(item)) + item for item in out))
             out.clear()
+    if writer is not None:
+        writer.close()
     return 0
 
 
-def _load_capacity() -> types.SimpleNamespace:
-    """mpifarmer.scheduling.capacity, without importing the mpifarmer package."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scheduling", "capacity.py")
-    namespace: dict = {"__name__": "mpifarmer.scheduling.capacity", "__file__": path}
+def _load(package: str, module: str) -> types.SimpleNamespace:
+    """A module of mpifarmer that uses only the standard library, without importing the package."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), package, module)
+    namespace: dict = {"__name__": f"mpifarmer.{package}.{module[:-3]}", "__file__": path}
     with open(path, "rb") as source:
         exec(compile(source.read(), path, "exec"), namespace)
     return types.SimpleNamespace(**namespace)
 
 
-def _run(request: tuple, units, base_env: dict, running: dict, out: list) -> None:
-    _, task, argv, log, extra, asked, cwd, append = request
+def _pack_writer(packed: dict | None):
+    if packed is None:
+        return None
+    packs = _load("store", "packs.py")
+    fault = packs.PackFault(packed["fault"]) if packed.get("fault") else None
+    return packs.PackWriter(packed["stem"], packed["identity"], packed["limit"], fault)
+
+
+def _pack(writer, task: int, spool: int, returncode: int, t0: float, t1: float) -> None:
+    """Append a run's output, the content of its spool file (closed here), to the pack."""
+    try:
+        writer.add(task, spool, returncode, t0, t1)
+    except OSError as error:
+        _complain(f"task {task}: cannot append its output to {writer.stem} ({error.strerror}); it is lost")
+    finally:
+        os.close(spool)
+
+
+def _complain(text: str) -> None:
+    try:
+        os.write(2, f"mpifarmer spawner: {text}\n".encode())
+    except OSError:
+        pass
+
+
+_SPOOLED = [0, hasattr(os, "O_TMPFILE")]  # files made (for unique names), whether O_TMPFILE may work
+
+
+def _spool(packed: dict) -> int:
+    """An unnamed file for a task's output: in the spool directory, else in the fallback."""
+    for directory in (packed["spool"], packed["fallback"]):
+        if _SPOOLED[1]:
+            try:
+                return os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+            except OSError:
+                pass  # not supported by this filesystem (or not writable: the named way says)
+        _SPOOLED[0] += 1
+        name = os.path.join(directory, f".spool.{os.getpid()}.{_SPOOLED[0]}.tmp")
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            continue
+        _SPOOLED[1] = False  # it worked without: do not try O_TMPFILE for every task
+        os.unlink(name)
+        return fd
+    raise OSError(28, f"cannot create a file in {packed['spool']} nor in {packed['fallback']}")
+
+
+def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed: dict | None) -> None:
+    _, task, argv, log, extra, asked, cwd, header = request
     given = units.take(asked)  # before the start: a run's environment may name its units (later)
     env = dict(base_env)
     env.update(extra)
-    mode = os.O_APPEND if append else os.O_TRUNC
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | mode, 0o644),
-               (os.POSIX_SPAWN_DUP2, 1, 2)]
-    t0 = time.time()
-    if cwd:
-        try:  # posix_spawn has no directory of its own, and this process has a single thread
-            os.chdir(cwd)
-        except OSError as error:
-            units.give_back(given)
-            out.append(marshal.dumps(("error", task, f"cannot run in directory {cwd!r}: {error.strerror}",
-                                      time.time())))
-            return
+    spool = logged = -1
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
-                              setsigmask=())
+        if packed is not None:
+            spool = _spool(packed)
+            output = (os.POSIX_SPAWN_DUP2, spool, 1)
+        elif header is not None:
+            logged = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            output = (os.POSIX_SPAWN_DUP2, logged, 1)
+        else:
+            output = (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if header is not None:
+            os.write(spool if spool >= 0 else logged, header.encode("utf-8", "surrogateescape"))
     except OSError as error:
         units.give_back(given)
-        out.append(marshal.dumps(("error", task, f"cannot start {argv[0]!r}: {error.strerror}", time.time())))
+        for fd in (spool, logged):
+            if fd >= 0:
+                os.close(fd)
+        out.append(marshal.dumps(("error", task, f"cannot create its output file: {error.strerror}", time.time())))
+        return
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), output, (os.POSIX_SPAWN_DUP2, 1, 2)]
+    t0 = time.time()
+    try:
+        if cwd:
+            try:  # posix_spawn has no directory of its own, and this process has a single thread
+                os.chdir(cwd)
+            except OSError as error:
+                raise _NotStarted(f"cannot run in directory {cwd!r}: {error.strerror}") from None
+        try:
+            pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
+                                  setsigmask=())
+        except OSError as error:
+            raise _NotStarted(f"cannot start {argv[0]!r}: {error.strerror}") from None
+    except _NotStarted as problem:
+        units.give_back(given)
+        if spool >= 0:
+            os.close(spool)
+        out.append(marshal.dumps(("error", task, str(problem), time.time())))
         return
     finally:
         if cwd:
             os.fchdir(_HOME)
-    running[pid] = (task, given)
+        if logged >= 0:
+            os.close(logged)  # the task has it as its output now
+    running[pid] = (task, given, spool, t0)
     out.append(marshal.dumps(("started", task, pid, t0, given)))
+
+
+class _NotStarted(Exception):
+    """A run that could not be started, and why."""
 
 
 def _kill(pgid: int, signum: int) -> None:

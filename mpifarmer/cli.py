@@ -12,7 +12,7 @@ from pathlib import Path
 from mpifarmer import __version__, config, environment
 from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
 from mpifarmer.farmer import run_coordinator, run_worker
-from mpifarmer.options import FarmerOptions
+from mpifarmer.options import LOG_LAYOUTS, FarmerOptions
 from mpifarmer.requeue import requeue
 from mpifarmer.runners import Runner
 from mpifarmer.signals import process_flags
@@ -158,8 +158,41 @@ def build_parser() -> argparse.ArgumentParser:
                         "job with scontrol so that it continues later")
     parser.add_argument("--max-requeues", type=_positive_int, default=10, metavar="N",
                         help="with --requeue: do not requeue a job that has been requeued N times (default: 10)")
+    parser.add_argument("--logs", choices=LOG_LAYOUTS, default="files",
+                        help="files (default): each task's output in WORKDIR/logs/log_ID; packed: every run's "
+                        "output appended to a few pack files per pool, for lists of many tasks (read them with "
+                        "'mpifarmer log ID'); see the README")
     parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
     return parser
+
+
+def build_log_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer log",
+        usage="mpifarmer log ID [TASKLIST] [-w DIR]",
+        description="Print the output of task ID, every run of it that was kept (newest last, with a header "
+        "line before each when there are several), from either log layout.",
+        epilog="exit codes: 0 printed; 1 the task has no output yet; 2 usage or input error")
+    parser.add_argument("task", metavar="ID", help="the task's ID: its 0-based index among the task lines")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    return parser
+
+
+def log_command(argv: list[str]) -> int:
+    """``mpifarmer log ID [TASKLIST] [-w DIR]``."""
+    from mpifarmer.tasklog import show_log
+
+    args = build_log_parser().parse_args(argv)
+    if args.workdir is None and args.tasklist is None:
+        raise UsageError("give the task list or -w/--workdir DIR of the farm (see mpifarmer log --help)")
+    workdir = WorkDir(args.workdir or f"{args.tasklist}_workdir")
+    try:
+        return show_log(workdir, args.task, sys.stdout.buffer)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _normalise(argv: list[str]) -> list[str]:
@@ -202,9 +235,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    args_list = _normalise(given)
     _setup_logging(False)
     try:
+        if given[:1] == ["log"]:  # a task list named log runs with 'mpifarmer run log'
+            return log_command(given[1:])
         args = build_parser().parse_args(args_list)
         return run(args)
     except FarmerError as error:
@@ -275,8 +311,8 @@ def _stop_requested() -> bool:
 def _options(args: argparse.Namespace) -> FarmerOptions:
     return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
-                         rank_timeout=args.rank_timeout, task_timeout=args.task_timeout, retries=args.retries,
-                         retry_delay=args.retry_delay, max_failures=args.max_failures)
+                         rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
+                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)
 
 
 def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     import yaml
 
 from mpifarmer.errors import ConfigError
-from mpifarmer.runners import BasicRunner, NoopRunner, Runner, ShifterRunner
+from mpifarmer.runners import BasicRunner, HoldRunner, NoopRunner, Runner, ShifterRunner
 from mpifarmer.tasklists import JsonTaskList, ListTaskList, TaskList
 
 __all__ = [
@@ -89,6 +89,7 @@ _ALIASES: dict[str, type] = {
 _PUBLIC_PATHS: dict[type, str] = {
     BasicRunner: "mpifarmer.runners.BasicRunner",
     NoopRunner: "mpifarmer.runners.NoopRunner",
+    HoldRunner: "mpifarmer.runners.HoldRunner",
     ShifterRunner: "mpifarmer.runners.ShifterRunner",
     ListTaskList: "mpifarmer.tasklists.ListTaskList",
     JsonTaskList: "mpifarmer.tasklists.JsonTaskList",

@@ -11,17 +11,21 @@ for a few milliseconds, so that task ends are handled in batches (see LULL_MIN).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from mpifarmer.coordinator import Coordinator
+from mpifarmer.environment import hostname
 from mpifarmer.options import FarmerOptions
-from mpifarmer.pool import Pool
+from mpifarmer.pool import PackedLogs, Pool
 from mpifarmer.runners import Runner
 from mpifarmer.signals import SignalFlags, process_flags
 from mpifarmer.store.store import Store
+from mpifarmer.store.workdir import WorkDir
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.transport import Transport
@@ -48,8 +52,14 @@ LULL_MIN = 0.002
 LogPath = Callable[[int], Path]
 
 
-def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath) -> Pool:
-    return Pool(options.proc, runner, log_path=log_path, extra_env={
+def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath,
+              rank: int = 0) -> Pool:
+    packed = None
+    if options.logs == "packed":
+        workdir = WorkDir(workdir_root)
+        packed = PackedLogs(os.fspath(workdir.pack_stem(fid, rank)), {"f": fid, "rank": rank, "host": hostname()},
+                            spool=tempfile.gettempdir(), fallback=os.fspath(workdir.logs), limit=options.pack_limit)
+    return Pool(options.proc, runner, log_path=log_path, packed=packed, extra_env={
         "MPIFARMER_WORKDIR": workdir_root, "MPIFARMER_FARMER": fid})
 
 
@@ -74,7 +84,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
             if coordinator.done:
                 break
             _wait(flags, backoff, busy, min(coordinator.next_deadline(), worker.next_deadline()), remote,
-                  pool.lull())
+                  pool.lull(), pool.due_in(time.time()))
         code = coordinator.finish()
         while not worker.done:  # rank 0's worker receives Finish in process: nothing runs by now
             worker.step()
@@ -99,7 +109,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
                log_path: LogPath, rank_timeout: float) -> int:
     """A rank other than 0: run what rank 0 sends until it says finish."""
     flags = process_flags()
-    pool = make_pool(options, runner, workdir_root, fid, log_path)
+    pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
                     kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
     backoff = Backoff(POLL_MAX)
@@ -108,7 +118,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
         worker.hello()
         while not worker.done:
             busy = worker.step()
-            _wait(flags, backoff, busy, worker.next_deadline(), transport, pool.lull())
+            _wait(flags, backoff, busy, worker.next_deadline(), transport, pool.lull(), pool.due_in(time.time()))
     except BaseException:
         pool.signal_all(signal.SIGKILL)
         raise
@@ -123,7 +133,9 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
 
 
 def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, remote: Transport | None,
-          lull: float) -> None:
+          lull: float, due: float | None = None) -> None:
+    """Sleep until the next thing to do. ``due``: seconds until the pool has news of its own
+    (a held run's end), treated like its descriptor: ignored during a lull, awaited otherwise."""
     timeout = max(0.0, deadline - time.monotonic())
     if lull >= LULL_MIN:
         # The pool is provided for: sleep through its task ends. MPI messages are still polled
@@ -131,6 +143,8 @@ def _wait(flags: SignalFlags, backoff: Backoff, busy: bool, deadline: float, rem
         # costs far less CPU than polling at the backoff's busy pace would.
         flags.wait(0.0 if busy and remote is None else min(timeout, lull / 2, POLL_MAX), watched=False)
         return
+    if due is not None:
+        timeout = min(timeout, due)
     if remote is not None:
         if busy:
             backoff.reset()

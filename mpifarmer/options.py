@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FarmerOptions"]
+__all__ = ["LOG_LAYOUTS", "FarmerOptions"]
+
+#: --logs: one file per task (PyTaskFarmer's logs/log_ID), or a few pack files per pool.
+LOG_LAYOUTS = ("files", "packed")
 
 
 @dataclass(frozen=True)
@@ -24,3 +27,5 @@ class FarmerOptions:
     retries: int = 0  # --retries: a failed task runs again up to this many more times
     retry_delay: float = 0.0  # --retry-delay: seconds before a retrying task is handed out again
     max_failures: int | None = None  # --max-failures: stop (exit 4) once the work directory has this many
+    logs: str = "files"  # --logs: one of LOG_LAYOUTS
+    pack_limit: int = 1 << 30  # packed logs: a pack file rolls over at this size

@@ -14,6 +14,9 @@ reports the runs that had started as interrupted, and starts a new spawner for t
 spawners keep dying (:mod:`mpifarmer.scheduling.restarts`): then :attr:`Pool.broken` says why
 and the caller drains. A sentinel process (:mod:`mpifarmer._sentinel`) kills the tasks should
 the farmer and its spawner die together.
+
+The HoldRunner's tasks (benchmarks and tests) start no process: the pool holds their slots for
+the runner's time itself (:mod:`mpifarmer.holding`), and starts neither spawner nor sentinel.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpifarmer import _sentinel, _spawnd
-from mpifarmer.runners import Runner
+from mpifarmer.holding import HeldSlots
+from mpifarmer.runners import HoldRunner, Runner
 from mpifarmer.scheduling import capacity
 from mpifarmer.scheduling.restarts import RestartBudget
 from mpifarmer.signals import held_back
 from mpifarmer.task import EndReason, Task
 from mpifarmer.wording import counted
 
-__all__ = ["Outcome", "Pool", "Run"]
+__all__ = ["Outcome", "PackedLogs", "Pool", "Run"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,17 @@ class Run:
     pid_start: int | None  # read when first needed (see Worker), not at every start
     t0: float
     units: dict[str, list[int]] | None = None  # what the spawner gave it, by resource
+
+
+@dataclass(frozen=True)
+class PackedLogs:
+    """``--logs packed``: where a pool's spawners pack its tasks' output (see :mod:`mpifarmer.store.packs`)."""
+
+    stem: str  # WORKDIR/logs/pack.FARMER.rRANK; each spawner the pool starts adds .gN
+    identity: dict[str, object]  # farmer, rank, host: the first line of every index
+    spool: str  # node-local directory for the output of running tasks
+    fallback: str  # where to spool if the spool directory cannot hold a file (the logs directory)
+    limit: int  # bytes after which a pack file rolls over
 
 
 @dataclass
@@ -81,8 +96,10 @@ class Pool:
     """``slots`` concurrent task processes on this node."""
 
     def __init__(self, slots: int, runner: Runner, *, log_path: Callable[[int], Path],
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, packed: PackedLogs | None = None) -> None:
         self.slots = slots
+        self.packed = packed
+        self._generation = -1  # of the spawners started, the last: each packs into files of its own
         self.capacity = {"slots": slots}  # what capacity.Units hands out; cores and GPUs later
         self.runner = runner
         self._log_path = log_path
@@ -104,6 +121,11 @@ class Pool:
         self.broken: str | None = None  # why no spawner runs any more (the caller should drain)
         self._restarts = RestartBudget()
         self._closed = False
+        self._holds = HeldSlots(self.capacity, runner.seconds) if isinstance(runner, HoldRunner) else None
+        if self._holds is not None:  # nothing to spawn; the pipe only gives fileno() a descriptor
+            self._replies, self._life = os.pipe()
+            os.set_blocking(self._replies, False)
+            return
         life_read, self._life = os.pipe()
         try:
             with held_back():
@@ -119,10 +141,18 @@ class Pool:
         """Start a spawner whose replies arrive on :meth:`fileno` (the same descriptor number
         for every spawner, so that a main loop's poll keeps watching it)."""
         replies_read, replies_write = os.pipe()
+        self._generation += 1
+        argv = [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)]
+        if self.packed is not None:
+            packed = self.packed
+            fault = os.environ.get("MPIFARMER_PACK_FAULT") if self._generation == 0 else None  # tests only
+            argv.append(json.dumps({"stem": f"{packed.stem}.g{self._generation}", "identity": packed.identity,
+                                    "limit": packed.limit, "spool": packed.spool, "fallback": packed.fallback,
+                                    "fault": fault}))
         try:
             with held_back():
                 spawner = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)],
+                    argv,
                     stdin=subprocess.PIPE, stdout=replies_write, close_fds=True, pass_fds=(self._life,), bufsize=0)
         finally:
             os.close(replies_write)
@@ -137,6 +167,11 @@ class Pool:
         self._buffer = b""
         return spawner
 
+    @property
+    def processes(self) -> bool:
+        """Whether runs are processes (not for the HoldRunner, whose runs have no pid)."""
+        return self._holds is None
+
     def fileno(self) -> int:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
         return self._replies
@@ -144,9 +179,16 @@ class Pool:
     def lull(self) -> float:
         """How long the spawner can keep every slot busy from its queue alone, judged by recent
         run times: seconds in which the pool needs nothing from its caller (0 if unknown)."""
-        if self._mean is None or not self._queued:
+        queued = self._queued if self._holds is None else self._holds.waiting
+        if self._mean is None or not queued:
             return 0.0
-        return self._queued * self._mean / self.slots
+        return queued * self._mean / self.slots
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds from ``now`` (wall time) until the pool has news that no descriptor will
+        announce: the end of a held run (None: no such news is due)."""
+        end = self._holds.next_end() if self._holds is not None else None
+        return None if end is None else max(0.0, end - now)
 
     def start(self, task: Task) -> Run:
         """Have ``task`` run as soon as the resources it asks for are free. A task that cannot
@@ -160,6 +202,10 @@ class Pool:
             self._note_start_failure(task, f"not started: it {impossible}")
             self._immediate.append(Outcome(run, 127, run.t0, impossible, EndReason.UNAVAILABLE))
             return run
+        if self._holds is not None:
+            self.running[task.id] = run
+            self._announce(self._holds.add(run, run.t0))
+            return run
         if not argv:
             run.slot = task.id % self.slots
             self._immediate.append(Outcome.of_exit(run, 0, run.t0))
@@ -169,8 +215,8 @@ class Pool:
         self.running[task.id] = run
         self._queued += 1
         self._argv[task.id] = argv
-        if task.attempt is not None:
-            self._begin_log(task, *task.attempt)
+        if task.attempt is not None and self.packed is None:
+            self._keep_earlier_log(task, task.attempt[0])
         if self.broken is None:
             self._send(self._run_request(task, argv))
         else:
@@ -181,33 +227,46 @@ class Pool:
         """The spawner's request: the argv, the log, the task's own environment (the task's
         ``env`` attribute, then the farmer's variables, which a task cannot override), the
         resources it asks for, the directory it runs in (its ``cwd`` attribute; None: the
-        farmer's), and whether its log was begun already (see :meth:`_begin_log`)."""
+        farmer's), and, for a task that may be retried, the line its output begins with."""
         ident = str(task.id)
-        return ("run", task.id, argv, os.fspath(self._log_path(task.id)),
-                {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
-                capacity.request_of(task.attrs), task.attrs.get("cwd"), task.attempt is not None)
-
-    def _begin_log(self, task: Task, attempt: int, allowed: int) -> None:
-        """A task that may be retried: keep the log of its previous attempt beside the new one
-        (``log_ID.N`` for attempt N; a log already kept is not replaced by the log of a run that
-        was interrupted) and begin the new log with a line naming the attempt."""
-        log = self._log_path(task.id)
-        try:
-            if attempt > 1:
-                older = log.with_name(f"{log.name}.{attempt - 1}")
-                if not older.exists() and log.exists():
-                    os.replace(log, older)
+        log = None if self.packed is not None else os.fspath(self._log_path(task.id))
+        header = None
+        if task.attempt is not None:
             name = task.attrs.get("name")
-            with open(log, "w") as stream:
-                stream.write(f"mpifarmer: task {task.id}{f' ({name})' if name else ''}, attempt {attempt} of "
-                             f"{allowed}\n")
+            header = (f"mpifarmer: task {task.id}{f' ({name})' if name else ''}, attempt {task.attempt[0]} of "
+                      f"{task.attempt[1]}\n")
+        return ("run", task.id, argv, log,
+                {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
+                capacity.request_of(task.attrs), task.attrs.get("cwd"), header)
+
+    def _keep_earlier_log(self, task: Task, attempt: int) -> None:
+        """Before attempt N > 1 of a task, keep its previous attempt's log as ``log_ID.N-1`` (one
+        already kept is not replaced: then ``log_ID`` holds a run of attempt N that a drain cut
+        short). Packed logs keep every run anyway."""
+        if attempt < 2:
+            return
+        log = self._log_path(task.id)
+        older = log.with_name(f"{log.name}.{attempt - 1}")
+        try:
+            if not older.exists():
+                os.replace(log, older)
+        except FileNotFoundError:
+            pass
         except OSError as error:
-            logger.warning("task %d: cannot begin its log %s: %s", task.id, log, error.strerror or error)
+            logger.warning("task %d: cannot keep the log of its attempt %d as %s: %s", task.id, attempt - 1, older,
+                           error.strerror or error)
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
         replies = self._read_replies()
         outcomes, self._immediate = self._immediate, []
+        if self._holds is not None:
+            ended, started = self._holds.advance(time.time())
+            for run, t1 in ended:
+                del self.running[run.task.id]
+                outcomes.append(Outcome.of_exit(run, 0, t1))
+                self._note_time(t1 - run.t0)
+            self._announce(started)
         for reply in replies:
             kind, task = reply[0], reply[1]
             if kind == "dropped":
@@ -230,8 +289,7 @@ class Pool:
             elif kind == "ended":
                 del self.running[task]
                 outcomes.append(Outcome.of_exit(run, reply[2], reply[3]))
-                elapsed = max(0.0, reply[3] - run.t0)
-                self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
+                self._note_time(reply[3] - run.t0)
             elif kind == "error":
                 del self.running[task]
                 self._queued -= 1
@@ -247,7 +305,11 @@ class Pool:
 
     def drop(self) -> None:
         """Forget the given tasks that have not started; :meth:`take_dropped` returns them."""
-        if self.broken is not None:
+        if self._holds is not None:
+            for run in self._holds.drop():
+                del self.running[run.task.id]
+                self._dropped.append(run.task.id)
+        elif self.broken is not None:
             self._drop_unstarted()
         elif self.running:
             self._send(("drop",))
@@ -258,13 +320,21 @@ class Pool:
         return dropped
 
     def signal_all(self, signum: int) -> None:
-        """Send ``signum`` to the process group of every started task."""
-        if self.running and self.broken is None:
+        """Send ``signum`` to the process group of every started task (a held run ends on any
+        signal but SIGCONT, as a process without handlers would)."""
+        if self._holds is not None:
+            if signum != signal.SIGCONT:
+                now = time.time()
+                for run in self._holds.end_all():
+                    del self.running[run.task.id]
+                    self._immediate.append(Outcome.of_exit(run, -int(signum), now))
+        elif self.running and self.broken is None:
             self._send(("signal", int(signum)))
 
     def signal_tasks(self, tasks: list[int], signum: int) -> None:
-        """Send ``signum`` to the process groups of ``tasks`` (those started; the others are left)."""
-        if self.broken is None and any(task in self.running for task in tasks):
+        """Send ``signum`` to the process groups of ``tasks`` (those started; the others are left).
+        The HoldRunner's runs are no processes and take no signal but a drain's."""
+        if self._holds is None and self.broken is None and any(task in self.running for task in tasks):
             self._send(("signal", int(signum), list(tasks)))
 
     def close(self) -> None:
@@ -272,6 +342,10 @@ class Pool:
         if self._closed:
             return
         self._closed = True
+        if self._holds is not None:
+            os.close(self._replies)
+            os.close(self._life)
+            return
         self._spawner.stdin.close()  # type: ignore[union-attr]
         try:
             self._spawner.wait(timeout=10)
@@ -288,6 +362,16 @@ class Pool:
             logger.warning("the pool's sentinel process %d did not exit", self._sentinel.pid)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _announce(self, started: list[Run]) -> None:
+        if self.on_start is not None:
+            for run in started:
+                self.on_start(run)
+
+    def _note_time(self, elapsed: float) -> None:
+        """Fold a run's time into the moving average that :meth:`lull` uses."""
+        elapsed = max(0.0, elapsed)
+        self._mean = elapsed if self._mean is None else self._mean + (elapsed - self._mean) / 16
 
     def _send(self, request: tuple) -> None:
         if self._pending_loss:
@@ -376,6 +460,10 @@ class Pool:
 
     def _note_start_failure(self, task: Task, message: str) -> None:
         logger.error("task %d: %s", task.id, message)
+        if self.packed is not None:
+            if self.broken is None:
+                self._send(("note", task.id, f"mpifarmer: {message}\n", 127))
+            return
         try:
             with open(self._log_path(task.id), "w") as log:
                 log.write(f"mpifarmer: {message}\n")

@@ -152,7 +152,7 @@ class Worker:
             work = self.queue.popleft()
             run = self.pool.start(Task(work.id, work.line, work.command, work.attrs, work.attempt))
             started = True
-            if work.id in self.pool.running:
+            if work.id in self.pool.running and self.pool.processes:  # a held run has no pid to report
                 self._unreported[work.id] = run
         return started
 

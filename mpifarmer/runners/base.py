@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 
 from mpifarmer.task import Task
 
-__all__ = ["BasicRunner", "NoopRunner", "Runner"]
+__all__ = ["BasicRunner", "HoldRunner", "NoopRunner", "Runner"]
 
 
 class Runner(ABC):
@@ -86,3 +86,32 @@ class NoopRunner(Runner):
     def build(self, task: Task) -> list[str]:
         """Return ``[]``: the pool takes an empty argv as a task that ran and exited 0."""
         return []
+
+
+class HoldRunner(NoopRunner):
+    """For benchmarks and tests only: every task holds one slot for ``seconds``, then succeeds,
+    and no process is started.
+
+    The pool keeps the slot busy from the task's start until ``seconds`` later and then records
+    exit code 0, all within its own loop: no spawner, no fork, no log output. A farm of such
+    tasks costs the farmer what real tasks of that length would (claims, hand-outs, journal
+    records, MPI messages), without the start-up cost of programs hiding it, and rank 0's own
+    worker cannot absorb the whole list the way it does zero-length tasks. Define it like any
+    runner::
+
+        [hold]
+        Runner = mpifarmer.runners.HoldRunner
+        seconds = 0.05
+    """
+
+    def __init__(self, seconds: float | str = 0.0) -> None:
+        try:
+            value = float(seconds)
+        except (TypeError, ValueError):
+            raise ValueError(f"seconds must be a number of seconds such as 0.05, not {seconds!r}") from None
+        if not 0.0 <= value < float("inf"):
+            raise ValueError(f"seconds must be 0 or more (and finite), not {seconds!r}")
+        self.seconds = value
+
+    def __repr__(self) -> str:
+        return f"HoldRunner(seconds={self.seconds:g})"

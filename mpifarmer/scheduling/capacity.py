@@ -13,6 +13,8 @@ must stay small, so it imports only the standard library, and nothing from mpifa
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
+
 TYPE_CHECKING = False  # not typing's: the spawner loads this file and must start fast
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,6 +44,7 @@ class Units:
 
     def __init__(self, capacity: dict[str, int]) -> None:
         self.capacity = dict(capacity)
+        # Each a heap: the lowest free unit is taken in O(log n), also from pools of thousands.
         self.free = {name: list(range(count)) for name, count in capacity.items()}
 
     def fits(self, request: dict[str, int]) -> bool:
@@ -52,13 +55,14 @@ class Units:
         taken = {}
         for name, count in request.items():
             pool = self.free[name]
-            pool.sort()
-            taken[name], pool[:] = pool[:count], pool[count:]
+            taken[name] = [heappop(pool) for _ in range(count)]
         return taken
 
     def give_back(self, taken: dict[str, list[int]]) -> None:
         for name, units in taken.items():
-            self.free[name].extend(units)
+            pool = self.free[name]
+            for unit in units:
+                heappush(pool, unit)
 
 
 def next_to_start(waiting: Iterable[dict[str, int]], units: Units) -> int | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from mpifarmer.scheduling.ledger import Ledger
 from mpifarmer.store.workdir import atomic_write
 
-__all__ = ["SnapshotError", "read_snapshot", "write_snapshot"]
+__all__ = ["SnapshotError", "read_snapshot", "snapshot_task_count", "write_snapshot"]
 
 FORMAT = 1
 
@@ -63,3 +63,12 @@ def read_snapshot(path: Path, generation: int) -> Ledger:
         return Ledger.from_state(head["facts"], buffers)
     except (ValueError, KeyError, TypeError) as error:
         raise SnapshotError(f"{path}: damaged ({error})") from None
+
+
+def snapshot_task_count(path: Path) -> int:
+    """How many tasks a snapshot holds, from its first line only (0 if it cannot be read)."""
+    try:
+        with path.open("rb") as stream:
+            return int(json.loads(stream.readline())["facts"]["tasks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

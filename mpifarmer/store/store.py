@@ -120,6 +120,7 @@ class Store:
             self._remove_old_snapshots()
             self._check_unchanged(tasks, task_list)
             self._check_lock_mode(identity.lock)
+            exact, before = self._views_exact(), self.ledger.changes
             out: list[dict[str, Any]] = []
             known = len(self.ledger)
             if len(tasks) > known:
@@ -131,13 +132,26 @@ class Store:
             self._register(identity, out)
             self._sweep(out)
             self.journal.append(out)
-            if retry_failed:
-                retried = self.ledger.retry_failed(self.fid)
-                if retried:
-                    self.journal.append([retried])
-            self._write_all_views(timeline=False)
-            # The task views are exact now; the timeline (if stale) follows at the loop's pace.
-            self._views_at = self._timeline_at = self.clock()
+            retried = self.ledger.retry_failed(self.fid) if retry_failed else None
+            if retried:
+                self.journal.append([retried])
+            self._start_views(exact and not retried, changed=self.ledger.changes != before)
+
+    def _start_views(self, exact: bool, changed: bool) -> None:
+        """At start, under the lock: ``finished`` and ``failed`` must be exact before the first
+        append to them, so they are rewritten unless the stamp says they are (adding tasks or
+        taking back a dead farmer's claims does not change them; a retry does); ``toprocess`` and
+        ``running`` follow in the background at once if anything changed, the timeline at its pace."""
+        if not exact:
+            self._write_snapshot(Snapshot.of(self.ledger), (Status.FINISHED, Status.FAILED), timeline=False)
+            if self._views_error is not None:
+                error, self._views_error = self._views_error, None
+                raise error
+        now = self.clock()
+        self._views_at = 0.0 if changed or not exact else now
+        self._timeline_at = now
+        if exact and not changed:
+            self._task_views_at = self.ledger.changes  # all four are exact: a close with nothing done skips them
 
     def _add_record(self, first: int, lines: list[str]) -> dict[str, Any]:
         """The add record of ``lines``, with the attributes the task-list handler gives them."""
@@ -322,6 +336,15 @@ class Store:
         """
         if self.journal.raced:
             return  # a lock that does not exclude: keep the journal as it is
+        try:
+            self._compact()
+        except OSError as error:
+            # Every step is safe to stop after: the journal is still whole, only longer than wanted.
+            self._snapshot_size = max(self._snapshot_size, self.journal.size)  # try again at twice the size
+            logger.warning("could not compact the journal of %s (%s); it is kept as it is",
+                           self.workdir.root, error.strerror or error)
+
+    def _compact(self) -> None:
         old = self.journal.generation
         start = time.perf_counter()
         write_snapshot(self.workdir.snapshot(old + 1), self.ledger, old + 1)
@@ -475,11 +498,8 @@ class Store:
         """Under the lock: rewrite every view, unless the stamp of the last complete rewrite shows
         the ledger as it is now. False if nothing was written."""
         stamp = {"changes": self.ledger.changes, "tasks": len(self.ledger)}
-        try:
-            if json.loads(self.workdir.views_stamp.read_text()) == stamp:
-                return False
-        except (OSError, ValueError):
-            pass
+        if self._views_exact():
+            return False
         self._join_views()
         self.workdir.views_stamp.unlink(missing_ok=True)  # not exact until the rewrite is complete
         # The task views written at start are still exact if nothing changed since (a restart
@@ -495,6 +515,14 @@ class Store:
             with atomic_write(self.workdir.views_stamp) as stream:
                 json.dump(stamp, stream)
         return True
+
+    def _views_exact(self) -> bool:
+        """Whether the stamp of the last complete rewrite shows the ledger as it is now."""
+        try:
+            return json.loads(self.workdir.views_stamp.read_text()) == {"changes": self.ledger.changes,
+                                                                         "tasks": len(self.ledger)}
+        except (OSError, ValueError):
+            return False
 
     def _apply_own(self, out: list[dict[str, Any]]) -> dict[int, list[int]]:
         """Apply this farmer's records to the ledger; return the tasks they made finished or

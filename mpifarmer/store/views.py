@@ -17,6 +17,8 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,28 +92,67 @@ def append_lines(path: Path, rows: list[str]) -> None:
 
 def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
     """Rewrite ``timeline.json`` from the end records of the journal and of its history (the
-    generations compacted away), read a chunk at a time."""
+    generations compacted away).
+
+    The events of a compacted generation never change, so they are turned into trace text once,
+    into ``history/timeline.G.part`` (with the hosts, ranks and slots it uses beside it, in
+    ``timeline.G.keys``, written last), and copied from there: a rewrite parses only the current
+    generation, however long the farm has run."""
     try:
         journal = workdir.journal.open("rb")  # first: a compaction meanwhile must not hide a generation
     except FileNotFoundError:
         journal = io.BytesIO()
-    with journal, atomic_write(workdir.timeline) as stream:
+    with journal:
         generation, _ = read_header(journal.read(512))
         journal.seek(0)
-        sources = [*(workdir.old_journal(old) for old in range(generation)), journal]
-        stream.write('{"traceEvents":[')
+        keys: set[tuple[str, int, int]] = set()
+        parts = []
+        for old in range(generation):
+            part, old_keys = _compacted_part(workdir, old, chunk)
+            keys |= old_keys
+            parts.append(part)
         builder = _Timeline()
+        current = _event_text(builder, _end_records(journal, chunk))
+    keys |= builder.keys
+    with atomic_write(workdir.timeline) as stream:
+        stream.write('{"traceEvents":[')
         first = True
-        for events in builder.events(batch for source in sources for batch in _end_records(source, chunk)):
-            # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
-            text = json.dumps(events, separators=(",", ":"))[1:-1]
+        for part in parts:
+            with part.open(encoding="utf-8") as source:
+                if source.read(1):
+                    source.seek(0)
+                    stream.write("" if first else ",")
+                    shutil.copyfileobj(source, stream, 1 << 20)
+                    first = False
+        for text in (current, json.dumps(_metadata(keys), separators=(",", ":"))[1:-1]):
             if text:
                 stream.write(text if first else "," + text)
                 first = False
-        meta = json.dumps(builder.metadata(), separators=(",", ":"))[1:-1]
-        if meta:
-            stream.write(meta if first else "," + meta)
         stream.write('],"displayTimeUnit":"ms"}')
+
+
+def _event_text(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) -> str:
+    """The trace events of ``batches`` of end records, comma-separated (no brackets)."""
+    # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
+    texts = (json.dumps(events, separators=(",", ":"))[1:-1] for events in builder.events(batches))
+    return ",".join(text for text in texts if text)
+
+
+def _compacted_part(workdir: WorkDir, generation: int, chunk: int) -> tuple[Path, set[tuple[str, int, int]]]:
+    """The trace text of a compacted generation and the keys it uses, made once. Two writers may
+    make them at once (views are written outside the lock): both write the same, whole, files."""
+    part = workdir.history / f"timeline.{generation}.part"
+    keys_path = workdir.history / f"timeline.{generation}.keys"
+    try:
+        return part, {(host, int(rank), int(slot)) for host, rank, slot in json.loads(keys_path.read_text())}
+    except (OSError, ValueError, TypeError):
+        pass
+    builder = _Timeline()
+    with atomic_write(part) as stream:
+        stream.write(_event_text(builder, _end_records(workdir.old_journal(generation), chunk)))
+    with atomic_write(keys_path) as stream:
+        json.dump(sorted(builder.keys), stream)
+    return part, builder.keys
 
 
 def _end_records(journal: Path | BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
@@ -139,11 +180,13 @@ def _end_records(journal: Path | BinaryIO, chunk: int) -> Iterator[list[dict[str
 
 
 class _Timeline:
-    """Turns end records into trace events, remembering only hosts, ranks and slots."""
+    """Turns end records into trace events, remembering only the hosts, ranks and slots seen.
+
+    A host and rank is a trace process whose ID is a hash of its name, so that events written at
+    different times (one part per compacted generation) agree on it without a shared table."""
 
     def __init__(self) -> None:
-        self.processes: dict[tuple[str, int], int] = {}
-        self.slots: set[tuple[int, int]] = set()
+        self.keys: set[tuple[str, int, int]] = set()
 
     def events(self, batches: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         for runs in batches:
@@ -153,10 +196,8 @@ class _Timeline:
         t0 = run.get("t0")
         if t0 is None:
             return None
-        key = (run.get("host", "?"), int(run.get("rank", 0)))
-        pid = self.processes.setdefault(key, len(self.processes))
-        tid = int(run.get("slot", 0))
-        self.slots.add((pid, tid))
+        host, rank, tid = run.get("host", "?"), int(run.get("rank", 0)), int(run.get("slot", 0))
+        self.keys.add((host, rank, tid))
         args = {"id": run["id"], "status": run["st"], "rc": run.get("rc")}
         for key, arg in (("sig", "signal"), ("why", "reason"), ("att", "attempt")):
             if key in run:
@@ -164,18 +205,26 @@ class _Timeline:
         attrs = run.get("attrs")
         name = attrs.get("name") if isinstance(attrs, dict) else None
         return {"name": f"{name} (task {run['id']})" if name else f"task {run['id']}", "cat": run["st"], "ph": "X",
-                "pid": pid, "tid": tid, "ts": round(t0 * 1e6), "dur": max(0, round((run["t1"] - t0) * 1e6)),
-                "args": args}
+                "pid": _pid(host, rank), "tid": tid, "ts": round(t0 * 1e6),
+                "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args}
 
-    def metadata(self) -> list[dict[str, Any]]:
-        """Events naming each host/rank (the process) and slot (the thread)."""
-        meta: list[dict[str, Any]] = []
-        for (host, rank), pid in self.processes.items():
-            meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
-            meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
-        for pid, tid in sorted(self.slots):
-            meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": f"slot {tid}"}})
-        return meta
+
+def _pid(host: str, rank: int) -> int:
+    return zlib.crc32(f"{host}\0{rank}".encode()) & 0x7FFFFFFF
+
+
+def _metadata(keys: set[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """Events naming each host/rank (the process, sorted by host and rank) and slot (the thread)."""
+    meta: list[dict[str, Any]] = []
+    processes = sorted({(host, rank) for host, rank, _ in keys})
+    for index, (host, rank) in enumerate(processes):
+        pid = _pid(host, rank)
+        meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
+        meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": index}})
+    for host, rank, tid in sorted(keys):
+        meta.append({"name": "thread_name", "ph": "M", "pid": _pid(host, rank), "tid": tid,
+                     "args": {"name": f"slot {tid}"}})
+    return meta
 
 
 def timeline_events(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,4 +232,4 @@ def timeline_events(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     microseconds, then metadata naming each host/rank and slot."""
     builder = _Timeline()
     events = [event for batch in builder.events([list(runs)]) for event in batch]
-    return events + builder.metadata()
+    return events + _metadata(builder.keys)

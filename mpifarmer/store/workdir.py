@@ -52,6 +52,10 @@ class WorkDir:
     def old_journal(self, generation: int) -> Path:
         return self.history / f"journal.{generation}.jsonl"
 
+    def pack_stem(self, fid: str, rank: int) -> Path:
+        """Packed logs of one farmer's pool on one rank: ``STEM.gN.index`` and ``STEM.gN.K``."""
+        return self.logs / f"pack.{fid}.r{rank}"
+
     def heartbeat(self, fid: str) -> Path:
         return self.farmers / fid
 
@@ -84,7 +88,7 @@ class WorkDir:
         Only old ones: another farmer may be writing a view right now (views are written
         outside the lock), and a write takes seconds at most."""
         limit = time.time() - older_than
-        for stray in self.root.glob(".*.tmp"):
+        for stray in [*self.root.glob(".*.tmp"), *self.logs.glob(".spool.*.tmp")]:
             try:
                 if stray.stat().st_mtime < limit:
                     stray.unlink()

@@ -82,6 +82,21 @@ def test_a_task_that_fails_twice_then_succeeds_ends_finished_with_every_attempts
     assert "task 1 failed after 3 attempts (exit code 7" in result.stderr
 
 
+@pytest.mark.parametrize("layout", ["files", "packed"])
+def test_mpifarmer_log_shows_every_attempt_begun_by_its_attempt_line(tmp_path: Path, clean_home: dict[str, str],
+                                                                     layout: str) -> None:
+    runs = tmp_path / "runs"
+    tasks = write_list(tmp_path / "tasks.txt", [f"{counter(runs)}; echo run $c; [ $c -ge 2 ]"])
+    result = run_farmer(tasks, "--retries", "1", "--logs", layout, env=clean_home)
+    assert result.returncode == 0, result.stderr
+    shown = subprocess.run(farmer_cmd("log", "0", tasks), env=clean_home, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "run 1 of 2" in lines[0] and "run 2 of 2" in lines[3], lines
+    assert lines[1:3] == ["mpifarmer: task 0, attempt 1 of 2", "run 1"]
+    assert lines[4:] == ["mpifarmer: task 0, attempt 2 of 2", "run 2"]
+
+
 def test_attempts_survive_a_sigkill_and_a_restart(tmp_path: Path, clean_home: dict[str, str]) -> None:
     runs = tmp_path / "runs"
     # runs 1 and 2 fail, run 3 hangs (the farmer is killed meanwhile), run 4 fails

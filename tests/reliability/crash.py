@@ -23,12 +23,16 @@ a busy machine is not):
 * ``spawner``: SIGKILL of the farmer's spawner (in MPI mode, of one rank's spawner, chosen at random) after a
   random delay, as an OOM killer or a user's ``kill`` might: the farmer is not killed and must go on, kill the
   spawner's tasks, record them interrupted (never failed) and finish the list with exit code 0;
-* ``fault-compact1|2|3`` (in the rounds that compact, every other one: their journal is compacted every 2 to
-  20 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
+* ``fault-compact1|2|3`` (in the rounds that compact, two of every four: their journal is compacted every 1 to
+  6 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
   written; old journal linked into the history; journal replaced);
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
-  (a stop, not a kill; the runs it recorded interrupted may run again).
+  (a stop, not a kill; the runs it recorded interrupted may run again);
+* ``pack-torn|data|index|after`` (rounds with ``--logs packed``, odd-numbered ones): the first spawner of
+  each pool SIGKILLs itself at its N-th packed record (N from 1 to 15), after writing half the record, the
+  record, half its index write, or all of it (``MPIFARMER_PACK_FAULT``); the farmer must go on as after a
+  ``spawner`` kill.
 
 Every task appends to a shared output file ``ID NONCE start T FARMER`` before its work and ``ID NONCE end T
 FARMER`` after it (NONCE is new for every run, T is ``$EPOCHREALTIME``). It also takes an exclusive
@@ -57,6 +61,13 @@ no task is ever recorded failed; every farmer that was not killed exited 0 witho
 snapshot left is the one of the journal's generation, and it holds what replaying the history gives; the
 views are exact (every task finished, nothing pending, running or failed) and the timeline has one event
 per recorded end; no task process is left behind.
+
+Task output (each task prints ``ID NONCE out-start`` and ``ID NONCE out-end``): in rounds with
+``--logs packed``, after every kill and at the end, every complete index line is well-formed, its bytes lie
+in its pack with the right header and CRC, and the output it names is that of one run of its own task (no
+mixing); an unterminated last index line is allowed only once a farmer or spawner was killed. At the end of
+every round, in both layouts, the output of each task's finished run is readable through the log reader
+(:func:`mpifarmer.store.packs.attempts`), and ``mpifarmer log`` (a real process) prints it for the last task.
 """
 
 from __future__ import annotations
@@ -76,6 +87,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mpifarmer.store.packs import attempts, read_index, verify
 
 __all__ = ["MODES", "Figures", "mpiexec", "run_mode", "main"]
 
@@ -119,8 +132,8 @@ def task_line(task: int, seconds: float, out: Path, locks: Path, marker: str) ->
     q_out, q_lock = shlex.quote(str(out)), shlex.quote(str(locks / str(task)))
     stamp = '"$EPOCHREALTIME $MPIFARMER_FARMER"'
     return (f"N=$$.$SRANDOM; exec 9>>{q_lock}; flock -n 9 || echo {task} $N overlap {stamp} >> {q_out}; "
-            f"echo {task} $N start {stamp} >> {q_out}; sleep {seconds:.3f}; "
-            f"echo {task} $N end {stamp} >> {q_out} # {marker}")
+            f"echo {task} $N start {stamp} >> {q_out}; echo {task} $N out-start; sleep {seconds:.3f}; "
+            f"echo {task} $N out-end; echo {task} $N end {stamp} >> {q_out} # {marker}")
 
 
 def read_runs(out: Path) -> dict[int, list[Run]]:
@@ -223,6 +236,10 @@ class Figures:
     stops: int = 0  # SIGTERMed farmers that drained and exited 3 before their SIGKILL
     spawner_kills: int = 0  # spawners killed under a farmer that went on
     compactions: int = 0  # journal generations at the end of the rounds, summed
+    pack_faults: int = 0  # spawners that killed themselves while packing output (of those)
+    packed_rounds: int = 0
+    outputs: int = 0  # finished runs whose output was read back through the log reader
+    index_lines: int = 0  # packed index lines checked (after kills and at the end)
     kinds: Counter = field(default_factory=Counter)
     last_record: Counter = field(default_factory=Counter)  # the killed farmer's last journal record kind
     tasks: int = 0
@@ -244,7 +261,9 @@ class Figures:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
         last = ", ".join(f"{k} {v}" for k, v in sorted(self.last_record.items()))
         return (f"{self.mode}: {self.kills} kills survived in {self.rounds} rounds ({kinds}); last record before "
-                f"the kill: {last}; {self.spawner_kills} spawners killed under a running farmer; {self.stops} farmers "
+                f"the kill: {last}; {self.spawner_kills} spawners killed under a running farmer ({self.pack_faults} "
+                f"while packing output); {self.packed_rounds} rounds with --logs packed, {self.index_lines} index "
+                f"lines checked, {self.outputs} finished runs' output read back; {self.stops} farmers "
                 f"drained on SIGTERM before their SIGKILL; {self.compactions} journal compactions; "
                 f"{self.farmers} farmers started; {self.tasks} tasks, {self.runs} runs, {self.duplicates} "
                 f"duplicates, {self.unexplained} unexplained duplicates, {self.losses} losses, {self.overlaps} "
@@ -257,9 +276,10 @@ class Figures:
 
 @dataclass
 class Plan:
-    kind: str  # none, delay, spawner, fault-before, fault-torn, fault-after, tail, drain
+    kind: str  # none, delay, spawner, fault-before, fault-torn, fault-after, tail, drain, pack-*
     delay: float = 0.0
     fault: str | None = None
+    pack_fault: str | None = None  # MPIFARMER_PACK_FAULT
     grace: float = 0.0  # drain: from the SIGTERM to the SIGKILL
 
 
@@ -327,17 +347,20 @@ class Farmer:
             pass
 
 
-def choose_plan(rng: random.Random, mode: str, compacts: bool = False) -> Plan:
+def choose_plan(rng: random.Random, mode: str, packed: bool = False, compacts: bool = False) -> Plan:
     draw = rng.random()
     startup = 1.5 if mode == "mpi" else 0.6  # interpreter (and MPI) start-up comes first
     if draw < 0.30:
         return Plan("delay", delay=rng.uniform(0.0, startup + 1.5))
     if draw < 0.40:
         return Plan("spawner", delay=rng.uniform(startup, startup + 1.5))
+    if packed and draw < 0.50:
+        where = rng.choice(("torn", "data", "index", "after"))
+        return Plan(f"pack-{where}", pack_fault=f"{rng.randint(1, 15)}:{where}")
     if draw < 0.75:
         if compacts and rng.random() < 0.4:
             where = rng.choice(("compact1", "compact2", "compact3"))
-            return Plan(f"fault-{where}", fault=f"{rng.randint(1, 3)}:{where}")
+            return Plan(f"fault-{where}", fault=f"{rng.randint(1, 2)}:{where}")
         where = rng.choice(("before", "torn", "unended", "after"))
         return Plan(f"fault-{where}", fault=f"{rng.randint(1, 25)}:{where}")
     if draw < 0.88:
@@ -364,9 +387,11 @@ class Round:
         self.env = {k: v for k, v in env.items() if k not in ("MPIFARMER_FAULT", "MPIFARMER_LOCK_DIR", "SCRATCH")}
         self.log = log
         self.lock_mode = LOCK_MODES[number % len(LOCK_MODES)] if mode == "lock" else "flock"
-        # Every other round compacts its journal every few kilobytes: snapshots, generations and
+        self.packed = number % 2 == 1  # --logs packed
+        self.writers_killed = False  # a farmer or spawner was killed: an index may end in a partial line
+        # Rounds 1 and 2 of every 4 compact its journal every few kilobytes: snapshots, generations and
         # compaction faults get killed too (a real farmer compacts every 32 MiB).
-        self.compact_bytes = rng.randint(2000, 20000) if number % 2 else None
+        self.compact_bytes = rng.randint(1000, 6000) if number % 4 in (1, 2) else None
         if self.compact_bytes:
             self.env["MPIFARMER_COMPACT_BYTES"] = str(self.compact_bytes)
         self.out = self.root / "out"
@@ -415,6 +440,8 @@ class Round:
 
     def _argv(self) -> list[str]:
         farmer = [sys.executable, "-m", "mpifarmer", str(self.tasks), "-w", str(self.workdir)]
+        if self.packed:
+            farmer += ["--logs", "packed"]
         if self.mode == "mpi":
             launcher = mpiexec()
             assert launcher is not None
@@ -424,10 +451,14 @@ class Round:
         return [*farmer, "-n", "4"]
 
     def _spawn(self) -> Farmer:
-        plan = choose_plan(self.rng, self.mode, bool(self.compact_bytes)) if self.kills_left > 0 else Plan("none")
+        plan = (choose_plan(self.rng, self.mode, self.packed, bool(self.compact_bytes)) if self.kills_left > 0
+                else Plan("none"))
         env = dict(self.env)
+        env.pop("MPIFARMER_PACK_FAULT", None)
         if plan.fault:
             env["MPIFARMER_FAULT"] = plan.fault
+        if plan.pack_fault:
+            env["MPIFARMER_PACK_FAULT"] = plan.pack_fault
         env["MPIFARMER_JOURNAL_TRACE"] = str(self.root)  # what each farmer's reads and appends saw (bug 15)
         self.started += 1
         err = self.root / f"farmer-{self.started}.err"
@@ -439,11 +470,7 @@ class Round:
         return Farmer(proc, plan, time.time(), self.mode == "mpi", err)
 
     def _finished_count(self) -> int:
-        try:
-            data = self.workdir.joinpath("journal.jsonl").read_bytes()
-        except FileNotFoundError:
-            return 0
-        return data.count(b'"st":"finished"')
+        return sum(1 for record in read_journal(self.workdir).records if record.get("st") == "finished")
 
     def _fids_of(self, farmer: Farmer, ended: float) -> set[str]:
         """The farmer IDs this process (or MPI job) registered under."""
@@ -476,6 +503,13 @@ class Round:
         if RACED in farmer.err.read_text(errors="replace"):
             self.figures.problem(f"{self.where}: farmer {sorted(fids)} appended to a journal that others had appended "
                                  f"to while it held the lock:\n{farmer.err.read_text(errors='replace')[-3000:]}")
+        if farmer.plan.pack_fault and "the spawner process died" in farmer.err.read_text(errors="replace"):
+            farmer.spawner_killed_at = ended  # (approximately: it killed itself while packing)
+            self.kills_left -= 1
+            self.figures.spawner_kills += 1
+            self.figures.pack_faults += 1
+        if farmer.spawner_killed_at is not None or self._was_killed(farmer, rc):
+            self.writers_killed = True
         if self._was_killed(farmer, rc):
             self.killed_fids |= fids
             self.kills_left -= 1
@@ -606,6 +640,58 @@ class Round:
                                 f"recorded finished run ended at {first_end}")
                 self._late_seen |= late
         self._check_overlaps(runs)
+        if self.packed:
+            self._check_packs(runs)
+
+    def _check_packs(self, runs: dict[int, list[Run]]) -> None:
+        """Every complete index line names intact bytes holding the output of one run of its task."""
+        figures, where = self.figures, self.where
+        for path in sorted((self.workdir / "logs").glob("pack.*.index")):
+            try:
+                index = read_index(os.fspath(path))
+            except OSError as error:
+                figures.problem(f"{where}: cannot read {path.name} ({error})")
+                continue
+            if index.damaged or not index.identity.get("f"):
+                figures.problem(f"{where}: {path.name} has {index.damaged} damaged lines (identity {index.identity})")
+            if index.tail and not self.writers_killed:
+                figures.problem(f"{where}: {path.name} ends in a partial line though no writer was killed")
+            for entry in index.entries:
+                figures.index_lines += 1
+                output = verify(index.stem, entry)
+                if output is None:
+                    figures.problem(f"{where}: {path.name}: entry {entry} names bytes its pack does not hold")
+                    continue
+                nonces = {line.split()[1] for line in output.decode(errors="replace").splitlines()
+                          if len(line.split()) == 3 and line.split()[0] == str(entry["id"])}
+                known = {run.nonce for run in runs.get(entry["id"], [])}
+                if output and len(nonces) != 1 or not nonces <= known or len(output.splitlines()) != sum(
+                        line.startswith(f"{entry['id']} ".encode()) for line in output.splitlines()):
+                    figures.problem(f"{where}: {path.name}: the output of task {entry['id']}'s run {entry['run']} "
+                                    f"is not that of one of its runs: {output[:200]!r}")
+
+    def verify_outputs(self) -> None:
+        """The output of each task's finished run can be read back through the log reader."""
+        figures, where = self.figures, self.where
+        runs = read_runs(self.out)
+        for task in range(self.count):
+            last = runs.get(task, [None])[-1]
+            if last is None or last.end is None:
+                continue  # reported by verify_runs
+            wanted = f"{task} {last.nonce} out-start\n{task} {last.nonce} out-end\n".encode()
+            found = [a.output for a in attempts(os.fspath(self.workdir / "logs"), task)]
+            if wanted not in found:
+                figures.problem(f"{where}: task {task}'s finished run {last.nonce} has no readable output "
+                                f"({'packed' if self.packed else 'files'} layout; found {found[-3:]!r})")
+            else:
+                figures.outputs += 1
+        shown = subprocess.run([sys.executable, "-m", "mpifarmer", "log", str(self.count - 1), "-w",
+                                str(self.workdir)], capture_output=True, cwd=self.root, env=self.env, timeout=60)
+        last = runs.get(self.count - 1, [None])[-1]
+        if shown.returncode != 0 or last is None or not shown.stdout.endswith(
+                f"{self.count - 1} {last.nonce} out-end\n".encode()):
+            figures.problem(f"{where}: mpifarmer log {self.count - 1} exited {shown.returncode}: "
+                            f"{shown.stdout[-200:]!r} {shown.stderr[-500:]!r}")
 
     def _check_overlaps(self, runs: dict[int, list[Run]]) -> None:
         for task, task_runs in runs.items():
@@ -630,6 +716,8 @@ class Round:
         self.verify_runs()
         self.verify_views()
         self.verify_snapshot()
+        self.verify_outputs()
+        self.figures.packed_rounds += self.packed
         self._check_no_orphans()
 
     def verify_runs(self) -> None:

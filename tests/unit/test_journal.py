@@ -220,3 +220,37 @@ def test_a_record_torn_before_its_newline_behind_an_unread_append_is_lost_too(pa
     behind.append([rec(4)])
     assert Journal(path).read_new() == [rec(1), rec(2), rec(4)]
     assert behind.read_new() == [rec(2)]
+
+
+def test_a_reader_notices_a_new_generation_however_far_it_had_read(path: Path) -> None:
+    from mpifarmer.store.journal import GenerationChanged
+
+    writer, reader = Journal(path), Journal(path)
+    writer.append([rec(i) for i in range(5)])
+    assert reader.read_new() == [rec(i) for i in range(5)]
+    writer.new_generation(1)
+    writer.append([rec(5)])
+    assert writer.generation == 1 and path.read_bytes().startswith(b'{"e":"journal"')
+    with pytest.raises(GenerationChanged) as caught:
+        reader.read_new()
+    assert caught.value.generation == 1
+    reader.rebase(caught.value.generation, caught.value.start)
+    assert reader.read_new() == [rec(5)]
+    reader.append([rec(6)])
+    fresh = Journal(path)
+    with pytest.raises(GenerationChanged):
+        fresh.read_new()  # a new reader starts at generation 0, and is told to load the snapshot first
+    fresh.generation = 1
+    assert fresh.read_new() == [rec(5), rec(6)], "the header is not a record"
+
+
+def test_reads_in_chunks_say_when_there_is_more_and_take_long_records_whole(path: Path) -> None:
+    journal = Journal(path)
+    long = {"e": "test", "n": 1, "pad": "x" * 500}
+    journal.append([rec(0), long, rec(2), rec(3)])
+    reader, got = Journal(path), []
+    while True:
+        got += reader.read_new(max_bytes=40)
+        if not reader.more:
+            break
+    assert got == [rec(0), long, rec(2), rec(3)] and reader.offset == path.stat().st_size

@@ -80,6 +80,10 @@ def test_open_registers_and_adds_every_task(tmp_path: Path) -> None:
     assert records[0] == {"e": "add", "first": 0, "lines": ["echo a", "echo b", "echo c"]}
     assert records[1]["f"] == store.fid and records[1]["pid"] == os.getpid()
     assert store.workdir.heartbeat(store.fid).exists()
+    assert store.workdir.finished.read_text() == store.workdir.failed.read_text() == "", "exact before any append"
+    assert store.views_due(), "toprocess and running are rewritten by the loop's first round, in the background"
+    store.write_views(background=True)
+    store.close([])
     assert store.workdir.toprocess.read_text() == "0 echo a\n1 echo b\n2 echo c\n"
 
 
@@ -243,8 +247,11 @@ def test_retry_failed_makes_failed_tasks_pending_again(tmp_path: Path) -> None:
     retried = opened(tmp_path, ["a", "b", "c"], retry_failed=True)
     assert journal(retried)[-1] == {"e": "retry", "f": retried.fid, "ids": [0, 2]}
     assert status_of(retried) == {0: Status.PENDING, 1: Status.FINISHED, 2: Status.PENDING}
+    assert retried.workdir.failed.read_text() == "", "rewritten before the first task can fail again"
+    assert retried.workdir.finished.read_text() == "1 b\n"
+    retried.write_views(background=True)  # the loop's first round
+    retried.close([])
     assert retried.workdir.toprocess.read_text() == "0 a\n2 c\n"
-    assert retried.workdir.failed.read_text() == ""
 
 
 def test_retry_failed_with_nothing_failed_writes_no_retry(tmp_path: Path) -> None:
@@ -299,7 +306,7 @@ def test_a_restart_with_nothing_changed_rewrites_no_view(tmp_path: Path) -> None
     assert again.close([])
     assert {path: path.stat().st_ino for path in views} == written
     retried = opened(tmp_path, ["a", "b"], retry_failed=True)
-    assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
+    assert wd.failed.read_text() == ""
     assert retried.close([])
     assert wd.failed.read_text() == "" and wd.toprocess.read_text() == "1 b\n"
 
@@ -385,6 +392,9 @@ def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(t
     assert [p.name for p in sorted(wd.history.iterdir())] == sorted(f"journal.{g}.jsonl" for g in range(generation))
     assert wd.journal.stat().st_size < 1000
     same_state(store.ledger, replayed(wd))
+    from mpifarmer.tasklog import task_count
+
+    assert task_count(wd) == 30, "mpifarmer log knows the tasks of a compacted journal (from the snapshot)"
     again = compacting(tmp_path, lines, compact_bytes=1 << 30)
     assert again.journal.generation == generation
     same_state(again.ledger, replayed(wd))
@@ -392,6 +402,15 @@ def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(t
     store.close([ended(store, 29, rec.FINISHED)])
     events = json.loads(wd.timeline.read_text())["traceEvents"]
     assert sorted(e["args"]["id"] for e in events if e["ph"] == "X") == list(range(30)), "runs of every generation"
+    assert [e["args"]["name"] for e in events if e["name"] == "thread_name"] == ["slot 0"]
+    # each compacted generation's events are made once, and copied from then on
+    parts = {path: path.stat().st_ino for path in wd.history.glob("timeline.*.part")}
+    assert len(parts) == store.journal.generation
+    from mpifarmer.store.views import write_timeline
+
+    write_timeline(wd)
+    assert {path: path.stat().st_ino for path in wd.history.glob("timeline.*.part")} == parts
+    assert json.loads(wd.timeline.read_text())["traceEvents"] == events
 
 
 def test_a_farmer_whose_offset_is_in_a_compacted_journal_reads_on_from_the_snapshot(tmp_path: Path) -> None:
@@ -424,3 +443,22 @@ def test_a_damaged_snapshot_is_rebuilt_from_the_history(tmp_path: Path, caplog: 
     assert "damaged" in caplog.text and "rebuilding" in caplog.text
     same_state(again.ledger, replayed(store.workdir))
     assert again.ledger.count(Status.FINISHED) == 9
+
+
+def test_a_compaction_that_cannot_write_keeps_the_journal_and_the_farm_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.store import store as module
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "write_snapshot", full)
+    lines = [f"echo {i}" for i in range(12)]
+    store = compacting(tmp_path, lines)
+    for task in range(12):
+        store.sync([ended(store, task - 1, rec.FINISHED)] if task else [], want=1)
+    assert "could not compact" in caplog.text and store.journal.generation == 0
+    assert caplog.text.count("could not compact") < 6, "not tried again at every sync"
+    store.close([ended(store, 11, rec.FINISHED)])
+    same_state(store.ledger, replayed(store.workdir))
+    assert store.ledger.count(Status.FINISHED) == 12
