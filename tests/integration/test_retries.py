@@ -201,5 +201,5 @@ def test_max_failures_in_mpi_mode_ends_the_job_with_4(tmp_path: Path, clean_home
 def test_a_bad_option_value_is_exit_2_in_one_line(tmp_path: Path, clean_home: dict[str, str], args: list[str],
                                                   option: str) -> None:
     tasks = write_list(tmp_path / "tasks.txt", ["true"])
-    assert_one_line_error(run_farmer(tasks, *args, env=clean_home), option)
+    assert_one_line_error(run_farmer(tasks, *args, env=clean_home), f"argument {option}:")
     assert not (tmp_path / "tasks.txt_workdir").exists()
