@@ -47,13 +47,21 @@ def view(workdir: Path, name: str) -> dict[int, str]:
 
 
 def journal(workdir: Path) -> list[dict]:
-    """The journal's records; a torn line (a writer killed mid-write, a full disk) is skipped, as the farmer does."""
+    """Every record ever appended: the generations compaction moved to ``history/``, then the journal
+    (opened first, so that a compaction meanwhile hides nothing). Torn lines (a writer killed mid-write,
+    a full disk) and the header of each generation are skipped, as the farmer does."""
+    with (workdir / "journal.jsonl").open("rb") as stream:
+        data = stream.read()
+    generation = json.loads(data.split(b"\n", 1)[0])["gen"] if data.startswith(b'{"e":"journal"') else 0
+    chunks = [(workdir / "history" / f"journal.{old}.jsonl").read_bytes() for old in range(generation)]
     records = []
-    for line in (workdir / "journal.jsonl").read_text().splitlines():
+    for line in b"".join([*chunks, data]).splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if record.get("e") != "journal":
+            records.append(record)
     return records
 
 

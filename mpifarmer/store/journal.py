@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GenerationChanged", "Journal", "compaction_step", "read_header"]
+__all__ = ["GenerationChanged", "Journal", "NewerJournal", "compaction_step", "read_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ _TRACE = Trace(os.environ["MPIFARMER_JOURNAL_TRACE"]) if os.environ.get("MPIFARM
 
 
 HEADER = "journal"
+#: The journal format this version writes in headers, and the newest it reads.
+FORMAT = 1
 _HEADER_START = b'{"e":"journal"'
 _HEADER_PROBE = 512  # a header line is shorter than this
 
@@ -121,7 +123,17 @@ def read_header(head: bytes) -> tuple[int, int]:
     cut = head.find(b"\n")
     if cut < 0:
         raise ValueError("journal header without a newline")
-    return int(json.loads(head[:cut])["gen"]), cut + 1
+    header = json.loads(head[:cut])
+    if int(header.get("v", 1)) > FORMAT:
+        raise NewerJournal(int(header["v"]))
+    return int(header["gen"]), cut + 1
+
+
+class NewerJournal(ValueError):
+    """The journal was written in a format newer than this mpifarmer reads."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the journal is in format {version}, newer than this mpifarmer reads ({FORMAT})")
 
 
 def compaction_step(step: int) -> None:
@@ -202,7 +214,7 @@ class Journal:
     def new_generation(self, generation: int) -> None:
         """Replace the journal by an empty one of ``generation`` (with the lock held, when the
         snapshot of everything before is written): a whole file, fsynced, then renamed over."""
-        header = _dumps({"e": HEADER, "v": 1, "gen": generation}).encode() + b"\n"
+        header = _dumps({"e": HEADER, "v": FORMAT, "gen": generation}).encode() + b"\n"
         temporary = self.path.with_name(f".{self.path.name}.{generation}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:

@@ -27,7 +27,7 @@ from mpifarmer.errors import LockError, TaskListChanged, WorkDirError
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import FarmerInfo, Ledger, Status
 from mpifarmer.scheduling.liveness import Facts, Liveness, judge
-from mpifarmer.store.journal import GenerationChanged, Journal, compaction_step
+from mpifarmer.store.journal import GenerationChanged, Journal, NewerJournal, compaction_step
 from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.snapshot import SnapshotError, read_snapshot, write_snapshot
 from mpifarmer.store.views import Snapshot, append_lines, view_path, write_timeline, write_views
@@ -106,6 +106,7 @@ class Store:
         self._views_cost = 0.0
         self._timeline_at = 0.0
         self._timeline_cost = 0.0
+        self._view_append_failed = False
         self._task_views_at = -1  # the ledger's change count at the last rewrite of every task view
         self._views_thread: threading.Thread | None = None
         self._views_error: OSError | None = None
@@ -292,6 +293,9 @@ class Store:
             except GenerationChanged as change:
                 self._rebase(change.generation, change.start)
                 continue
+            except NewerJournal as error:
+                raise WorkDirError(self.workdir.root, f"{error}: run it with a newer mpifarmer (pip install -U "
+                                   "mpifarmer), or start a new work directory (-w)") from None
             self.ledger.apply_all(records)
             if not self.journal.more:
                 return
@@ -538,10 +542,18 @@ class Store:
         return ended
 
     def _append_ended(self, ended: dict[int, list[int]]) -> None:
-        """Add the tasks that just ended to ``finished`` or ``failed`` (under the lock)."""
+        """Add the tasks that just ended to ``finished`` or ``failed`` (under the lock). Called after
+        the journal append, so a failure here (a full disk) must not look like a failed record: the
+        views lack those rows until their next rewrite, which the stamp makes sure of."""
         lines = self.ledger.lines
-        for state, tasks in ended.items():
-            append_lines(view_path(self.workdir, state), [f"{task} {lines[task]}\n" for task in tasks])
+        try:
+            for state, tasks in ended.items():
+                append_lines(view_path(self.workdir, state), [f"{task} {lines[task]}\n" for task in tasks])
+        except OSError as error:
+            if not self._view_append_failed:
+                logger.warning("cannot add to the views finished and failed in %s (%s); they are rewritten when "
+                               "a farmer next starts or leaves", self.workdir.root, error.strerror or error)
+            self._view_append_failed = True
 
     def is_dead_lock_owner(self, host: str, pid: int) -> bool:
         """For the strict lock: is the process that holds a lock claim certainly gone?"""

@@ -207,3 +207,17 @@ def test_count_words_agree_with_their_numbers(tmp_path: Path, clean_home: dict[s
     more = write_list(tmp_path / "more.txt", ["true", "true"])
     result = run_farmer(more, "-n", "2", env=clean_home)
     assert ": 2 tasks, 2 to run" in result.stderr and "2 workers," in result.stderr, result.stderr
+
+
+def test_a_journal_of_a_newer_format_is_refused_in_one_line(tmp_path: Path, clean_home: dict[str, str]) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo a\n")
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    journal = b'{"e":"journal","v":99,"gen":3}\n'
+    (workdir / "journal.jsonl").write_bytes(journal)
+    result = run_farmer(tasks, "-w", workdir, env=clean_home, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "newer" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (workdir / "journal.jsonl").read_bytes() == journal

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from crash import MODES, Figures, Round, mpiexec, processes_with, run_mode
-from farmhelpers import HANG, run_farmer
+from farmhelpers import HANG, journal, run_farmer
 
 KILLS = int(os.environ.get("MPIFARMER_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("MPIFARMER_CRASH_SEED", "20261124"))
@@ -165,11 +165,9 @@ def _pgid(pid: int) -> int | None:
 
 def finished_records(workdir: Path) -> dict[int, int]:
     counts: dict[int, int] = {}
-    for line in (workdir / "journal.jsonl").read_bytes().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    if not (workdir / "journal.jsonl").exists():
+        return counts
+    for record in journal(workdir):
         if record.get("e") == "end" and record.get("st") == "finished":
             counts[record["id"]] = counts.get(record["id"], 0) + 1
     return counts
@@ -240,13 +238,7 @@ def test_a_farmer_killed_in_a_compaction_leaves_a_work_directory_that_finishes(
     assert generation == (2 if step == 3 else 1), f"killed in the second compaction, after step {step}"
     again = run_farmer(tasks, "-w", workdir, "-n", "2", env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    finished = {}
-    for path in [*sorted((workdir / "history").iterdir()), workdir / "journal.jsonl"]:
-        for line in path.read_bytes().splitlines():
-            record = json.loads(line)
-            if record["e"] == "end" and record["st"] == "finished":
-                finished[record["id"]] = finished.get(record["id"], 0) + 1
-    assert finished == dict.fromkeys(range(60), 1)
+    assert finished_records(workdir) == dict.fromkeys(range(60), 1)
     generation = json.loads((workdir / "journal.jsonl").read_bytes().split(b"\n")[0])["gen"]
     assert sorted(p.name for p in workdir.glob("snapshot.*")) == [f"snapshot.{generation}"]
     assert len((workdir / "finished").read_text().splitlines()) == 60

@@ -389,7 +389,8 @@ def test_a_long_journal_is_compacted_and_a_new_farmer_starts_from_the_snapshot(t
     generation = store.journal.generation
     assert generation >= 3, "several compactions"
     assert sorted(p.name for p in wd.root.glob("snapshot.*")) == [f"snapshot.{generation}"]
-    assert [p.name for p in sorted(wd.history.iterdir())] == sorted(f"journal.{g}.jsonl" for g in range(generation))
+    archived = sorted(p.name for p in wd.history.glob("journal.*"))
+    assert archived == sorted(f"journal.{g}.jsonl" for g in range(generation))
     assert wd.journal.stat().st_size < 1000
     same_state(store.ledger, replayed(wd))
     from mpifarmer.tasklog import task_count
@@ -462,3 +463,25 @@ def test_a_compaction_that_cannot_write_keeps_the_journal_and_the_farm_goes_on(
     store.close([ended(store, 11, rec.FINISHED)])
     same_state(store.ledger, replayed(store.workdir))
     assert store.ledger.count(Status.FINISHED) == 12
+
+
+def test_a_view_that_cannot_be_appended_to_does_not_fail_the_recorded_end(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal append is what records an end; a full disk hitting the view append after it must
+    not make the farmer think the end was not recorded (it would record it again: finished twice)."""
+    from mpifarmer.store import store as module
+
+    store = opened(tmp_path, ["a", "b"])
+    store.sync([], want=2)
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "append_lines", full)
+    store.sync([ended(store, 0, rec.FINISHED)])
+    store.sync([ended(store, 1, rec.FINISHED)])
+    assert [r["id"] for r in journal(store) if r["e"] == "end"] == [0, 1]
+    assert caplog.text.count("cannot add to the views") == 1
+    monkeypatch.undo()
+    store.close([])
+    assert store.workdir.finished.read_text() == "0 a\n1 b\n"
