@@ -64,6 +64,7 @@ _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, 
 
 def main() -> int:
     requests, replies = sys.stdin.fileno(), sys.stdout.fileno()
+    os.set_blocking(requests, False)
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
     capacity = _load("scheduling", "capacity.py")
     packed = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
@@ -87,13 +88,20 @@ def main() -> int:
         if wake_read in readable:
             os.read(wake_read, 4096)
         if requests in readable:
-            data = os.read(requests, 1 << 16)
-            if not data:
-                open_input = False
-                queue.clear()
-                for pid in running:
-                    _kill(pid, signal.SIGKILL)
-            buffer += data
+            # Read to the end of what is there, so that a farmer that died after its last requests
+            # is known dead before any of them is started: a spawner still starting up when its
+            # farmer was killed would otherwise start them after another farmer took the tasks
+            # over, and truncate their logs (the crash harness saw it).
+            farmer_gone = False
+            while True:
+                try:
+                    data = os.read(requests, 1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    farmer_gone = True
+                    break
+                buffer += data
             while len(buffer) >= 4:
                 (size,) = _HEADER.unpack_from(buffer)
                 if len(buffer) < 4 + size:
@@ -115,6 +123,11 @@ def main() -> int:
                 elif request[0] == "drop":
                     out.append(marshal.dumps(("dropped", [queued[1] for queued in queue])))
                     queue.clear()
+            if farmer_gone:
+                open_input = False
+                queue.clear()
+                for pid in running:
+                    _kill(pid, signal.SIGKILL)
         while running:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
