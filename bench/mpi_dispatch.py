@@ -79,24 +79,30 @@ class Handout:
         return self.cpu / max(1, self.remote + self.local)
 
 
+def journal_lines(workdir: Path):
+    """The lines of the journal's compacted generations (history/), then of the journal."""
+    history = sorted((workdir / "history").glob("journal.*.jsonl"), key=lambda path: int(path.name.split(".")[1]))
+    for path in [*history, workdir / "journal.jsonl"]:
+        with path.open() as stream:
+            yield from stream
+
+
 def read_ends(workdir: Path) -> list[tuple[int, float, float]]:
     """(rank, t0, t1) of every finished run."""
     ends = []
-    with (workdir / "journal.jsonl").open() as stream:
-        for line in stream:
-            if '"e":"end"' in line:
-                record = json.loads(line)
-                if record["st"] == "finished":
-                    ends.append((record["rank"], record["t0"], record["t1"]))
+    for line in journal_lines(workdir):
+        if '"e":"end"' in line:
+            record = json.loads(line)
+            if record["st"] == "finished":
+                ends.append((record["rank"], record["t0"], record["t1"]))
     return ends
 
 
 def farmer_pid(workdir: Path) -> int | None:
     try:
-        with (workdir / "journal.jsonl").open() as stream:
-            for line in stream:
-                if '"e":"hello"' in line:
-                    return json.loads(line)["pid"]
+        for line in journal_lines(workdir):
+            if '"e":"hello"' in line:
+                return json.loads(line)["pid"]
     except (OSError, ValueError):
         pass
     return None

@@ -5,7 +5,8 @@ itself: replaying and appending the journal, claiming, writing views. For each s
 
   fresh      a new work directory, N tasks, ``-n 2``: wall time, the farmer's peak RSS, the
              dispatch rate (first start to last end, from the journal) and the largest gap
-             between updates of ``finished`` while it ran (sampled every 50 ms)
+             between updates of ``finished`` while tasks ran, from the first start to the last
+             end (sampled every 50 ms)
   done       the same command again on the finished work directory: wall time, peak RSS
   half       a work directory that finished the first N/2 lines, with the other N/2 appended to
              the list: time from launch to the first task's start record, and peak RSS
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -37,24 +39,23 @@ def farmer(checkout: Path) -> list[str]:
             "from mpifarmer.cli import main; sys.exit(main())"]
 
 
-def run(argv: list[str], env: dict[str, str], watch: Path | None = None) -> dict[str, float]:
-    """Run ``argv``; return wall time, peak RSS (MB) and, with ``watch``, the largest gap
-    between changes of that file while it ran."""
-    gaps = {"gap": 0.0}
+def run(argv: list[str], env: dict[str, str], watch: Path | None = None) -> dict[str, Any]:
+    """Run ``argv``; return wall time, peak RSS (MB) and, with ``watch``, the wall-clock times at
+    which that file was seen to change (sampled every 50 ms)."""
+    changes: list[float] = []
     done = threading.Event()
 
     def sample() -> None:
-        last_change, last = time.monotonic(), None
+        last = None
         while not done.wait(0.05):
             try:
                 stat = os.stat(watch)
-                now_seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+                seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             except FileNotFoundError:
-                now_seen = None
-            now = time.monotonic()
-            if now_seen != last:
-                last, last_change = now_seen, now
-            gaps["gap"] = max(gaps["gap"], now - last_change)
+                seen = None
+            if seen != last:
+                last = seen
+                changes.append(time.time())
 
     start, launched = time.monotonic(), time.time()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -68,7 +69,13 @@ def run(argv: list[str], env: dict[str, str], watch: Path | None = None) -> dict
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"{argv} exited {process.returncode}:\n{stderr.decode()[-2000:]}")
-    return {"wall": wall, "rss": usage.ru_maxrss / 1024, "gap": gaps["gap"], "launched": launched}
+    return {"wall": wall, "rss": usage.ru_maxrss / 1024, "changes": changes, "launched": launched}
+
+
+def largest_gap(changes: list[float], first: float, last: float) -> float:
+    """The longest time the watched file went unchanged while tasks ran (first start to last end)."""
+    inside = [first, *(t for t in changes if first < t < last), last]
+    return max(b - a for a, b in zip(inside, inside[1:], strict=False))
 
 
 def journal_files(workdir: Path) -> list[Path]:
@@ -110,7 +117,8 @@ def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str]) -> dict[s
     fresh = tmp / f"fresh-{size}"
     result = run([*base, str(tasks), "-w", str(fresh)], env, watch=fresh / "finished")
     first, last, _ = journal_times(fresh)
-    figures |= {"fresh wall s": result["wall"], "fresh RSS MB": result["rss"], "finished gap s": result["gap"],
+    figures |= {"fresh wall s": result["wall"], "fresh RSS MB": result["rss"],
+                "finished gap s": largest_gap(result["changes"], first, last),
                 "dispatch /s": size / max(1e-9, last - first)}
     result = run([*base, str(tasks), "-w", str(fresh)], env)
     figures |= {"done wall s": result["wall"], "done RSS MB": result["rss"]}

@@ -27,13 +27,15 @@ class Texts(Sequence[str]):
         self._ends = array("Q")
         self.extend(items)
 
-    @classmethod
-    def from_encoded(cls, data: bytes, ends: Iterable[int]) -> Texts:
-        """Texts of the UTF-8 strings ``data[0:e0]``, ``data[e0:e1]``, ... for ``ends`` e0, e1, ..."""
-        texts = cls()
-        texts._data += data
-        texts._ends.extend(ends)
-        return texts
+    def extend_encoded(self, data: bytes, lengths: Iterable[int]) -> None:
+        """Append the UTF-8 strings that ``data`` holds back to back, of byte lengths ``lengths``
+        given as running totals (the ends of each within ``data``)."""
+        base = len(self._data)
+        self._data += data
+        if base:
+            self._ends.extend(end + base for end in lengths)
+        else:
+            self._ends.extend(lengths)
 
     @classmethod
     def from_buffers(cls, data: bytes, ends: bytes) -> Texts:

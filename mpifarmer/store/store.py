@@ -47,6 +47,9 @@ CLOSE_GRACE = 5.0
 #: one 32 times shorter, so that the next start replays little. ``MPIFARMER_COMPACT_BYTES`` sets it.
 COMPACT_BYTES = int(os.environ.get("MPIFARMER_COMPACT_BYTES", 32 << 20))
 
+#: Task lines per add record, and add records per journal append when a farmer adds a long list.
+ADD_LINES, ADDS_PER_APPEND = 10000, 10
+
 #: How much of the journal one read takes, so that replaying a long one needs little memory at once.
 READ_CHUNK = 16 << 20
 
@@ -123,12 +126,15 @@ class Store:
             self._check_lock_mode(identity.lock)
             exact, before = self._views_exact(), self.ledger.changes
             out: list[dict[str, Any]] = []
-            known = len(self.ledger)
-            if len(tasks) > known:
-                for first in range(known, len(tasks), 10000):
-                    out.append(self._add_record(first, tasks.texts[first : first + 10000]))
-                    self.ledger.apply(out[-1])
-            if known == 0:
+            for first in range(len(self.ledger), len(tasks), ADD_LINES):
+                out.append(self._add_record(first, tasks.texts[first : first + ADD_LINES]))
+                self.ledger.apply(out[-1])
+                if len(out) == ADDS_PER_APPEND:
+                    # A long list goes in several appends, so that its records are never all in memory at
+                    # once; a kill between them leaves some adds, and the next farmer adds the rest.
+                    self.journal.append(out)
+                    out = []
+            if self.ledger.registrations == 0:  # not "no tasks yet": a farmer killed adding them had none
                 out.extend(self._import_pytaskfarmer(tasks, task_list))
             self._register(identity, out)
             self._sweep(out)
@@ -239,9 +245,9 @@ class Store:
             self._catch_up()
             if self.me is not None and self.me.gone:
                 self._reregister(out)
-            if tasks is not None and len(tasks) > len(self.ledger):
-                known = len(self.ledger)
-                out.append(self._add_record(known, tasks.texts[known:]))
+            if tasks is not None:
+                for first in range(len(self.ledger), len(tasks), ADD_LINES):
+                    out.append(self._add_record(first, tasks.texts[first : first + ADD_LINES]))
             ended = self._apply_own(out)
             holders = self._sweep(out) if self.ledger.others_holding(self.fid) else {}
             claim = self.ledger.claim(self.fid, want, self.clock()) if want > 0 else None

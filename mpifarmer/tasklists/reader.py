@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
+from typing import BinaryIO
 
 from mpifarmer.errors import TaskListError
 from mpifarmer.scheduling.texts import Texts
@@ -61,7 +62,7 @@ def read_task_lines(
     try:
         with path.open("rb") as stream:
             stream.seek(start)
-            data = stream.read()
+            return _read_blocks(path, stream, start, first_lineno, include_unterminated)
     except IsADirectoryError:
         raise TaskListError(path, "is a directory; give the task list file") from None
     except FileNotFoundError:
@@ -69,25 +70,41 @@ def read_task_lines(
     except OSError as error:
         raise TaskListError(path, f"cannot read: {error.strerror}") from None
 
+
+#: A list is read this many bytes at a time (cut at a newline), so that a ten-million-line list
+#: never has a Python object per line alive at once.
+BLOCK = 16 << 20
+
+
+def _read_blocks(path: Path, stream: BinaryIO, start: int, first_lineno: int,
+                 include_unterminated: bool) -> TaskLines:
     result = TaskLines(end=start, next_lineno=first_lineno)
-    if not data:
-        return result
-    bom = 3 if start == 0 and data.startswith(b"\xef\xbb\xbf") else 0  # some editors write one
-    chunks = data[bom:].split(b"\n")
-    tail = chunks.pop()  # b"" when the data ends with a newline
-    if tail and include_unterminated:
-        result.tail_start = start + len(data) - len(tail)
-        result.tail_lineno = first_lineno + len(chunks)
-        chunks.append(tail)
-        tail = b""
+    offset, lineno, carry = start, first_lineno, b""
+    while block := stream.read(BLOCK):
+        data = carry + block
+        if offset == 0 and data.startswith(b"\xef\xbb\xbf"):  # some editors write one
+            data, offset = data[3:], 3
+        cut = data.rfind(b"\n") + 1
+        data, carry = data[:cut], data[cut:]
+        if data:
+            lineno = _parse(path, data[:-1].split(b"\n"), lineno, result)
+            offset += len(data)
+    if carry and include_unterminated:
+        result.tail_start, result.tail_lineno = offset, lineno
+        lineno = _parse(path, [carry], lineno, result)
+        offset += len(carry)
+    result.end, result.next_lineno = offset, lineno
+    return result
+
+
+def _parse(path: Path, chunks: list[bytes], lineno: int, result: TaskLines) -> int:
+    """Add the task lines among ``chunks`` (lines without their newline, the first at file line
+    ``lineno``) to ``result``; return the line number after them."""
     if _all_plain(chunks):
         # Every line is a task line as it stands: nothing to decode, strip or skip one at a time.
-        result.texts = Texts.from_encoded(b"".join(chunks), accumulate(map(len, chunks)))
-        result.linenos = array("Q", range(first_lineno, first_lineno + len(chunks)))
-        result.end = start + len(data) - len(tail)
-        result.next_lineno = first_lineno + len(chunks)
-        return result
-    lineno = first_lineno
+        result.texts.extend_encoded(b"".join(chunks), accumulate(map(len, chunks)))
+        result.linenos.extend(range(lineno, lineno + len(chunks)))
+        return lineno + len(chunks)
     for raw in chunks:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
@@ -104,9 +121,7 @@ def read_task_lines(
             result.texts.append(text)
             result.linenos.append(lineno)
         lineno += 1
-    result.end = start + len(data) - len(tail)
-    result.next_lineno = lineno
-    return result
+    return lineno
 
 
 def check_lines(path: str | Path, texts: Iterable[str], linenos: Iterable[int],

@@ -183,3 +183,24 @@ def test_plain_lists_take_the_bulk_path(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(module, "_all_plain", lambda chunks: taken.append(plain(chunks)) or taken[-1])
     assert list(read(tmp_path, b"echo a\necho b\n").texts) == ["echo a", "echo b"]
     assert taken == [True]
+
+
+@pytest.mark.parametrize("data", [
+    b"\xef\xbb\xbfecho a\necho b\n# c\n\n  echo d\r\necho e",
+    "".join(f"echo {i}\n" for i in range(50)).encode() + b"echo last",
+    b"a\n" * 40,
+])
+@pytest.mark.parametrize("unterminated", [True, False])
+def test_a_list_read_in_small_blocks_reads_as_in_one(tmp_path: Path, data: bytes, unterminated: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.tasklists import reader as module
+
+    whole = read(tmp_path, data, include_unterminated=unterminated)
+    for block in (1, 2, 5, 7, 64):
+        monkeypatch.setattr(module, "BLOCK", block)
+        small = read(tmp_path, data, include_unterminated=unterminated)
+        assert (list(small.texts), list(small.linenos), small.end, small.next_lineno, small.tail_start,
+                small.tail_lineno) == (list(whole.texts), list(whole.linenos), whole.end, whole.next_lineno,
+                                       whole.tail_start, whole.tail_lineno), f"block {block}"
+    resumed = read(tmp_path, data, start=whole.end if not unterminated else 0, include_unterminated=unterminated)
+    assert unterminated or list(resumed.texts) == []

@@ -485,3 +485,39 @@ def test_a_view_that_cannot_be_appended_to_does_not_fail_the_recorded_end(
     monkeypatch.undo()
     store.close([])
     assert store.workdir.finished.read_text() == "0 a\n1 b\n"
+
+
+def test_a_long_list_is_added_in_several_appends_and_a_kill_between_them_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpifarmer.store import store as module
+
+    monkeypatch.setattr(module, "ADD_LINES", 3)
+    monkeypatch.setattr(module, "ADDS_PER_APPEND", 2)
+    lines = [f"echo {i}" for i in range(20)]
+    workdir = WorkDir(tmp_path / "wd")
+    workdir.prepare()
+    workdir.finished.write_text("1 echo 1\n")  # left by PyTaskFarmer: to be taken over
+    calls = []
+
+    def killed_at_the_second(self: Journal, records: list[dict[str, Any]]) -> None:
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # nothing of this append is written
+        original(self, records)
+
+    original = Journal.append
+    monkeypatch.setattr(Journal, "append", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        Store(workdir, WorkLock(workdir.root / "lock", "flock")).open(
+            task_list(tmp_path, lines), Identity.of_this_process(), task_list="tasks.txt")
+    assert calls == [2, 2] and [r["first"] for r in journal_of(workdir)] == [0, 3]
+    monkeypatch.setattr(Journal, "append", original)
+    store = Store(workdir, WorkLock(workdir.root / "lock", "flock"))
+    store.open(task_list(tmp_path, lines), Identity.of_this_process(), task_list="tasks.txt")
+    assert list(store.ledger.lines) == lines
+    assert store.ledger.status[1] == Status.FINISHED, "PyTaskFarmer's finished tasks still taken over"
+    assert [r["first"] for r in journal_of(workdir) if r["e"] == "add"] == [0, 3, 6, 9, 12, 15, 18]
+
+
+def journal_of(workdir: WorkDir) -> list[dict[str, Any]]:
+    return Journal(workdir.journal).read_new()
