@@ -15,11 +15,14 @@ freed slot takes the next task at once, with no round trip to the farmer. It rea
 stdin and writes replies on stdout, each a 4-byte big-endian length and a ``marshal`` payload
 (both ends run the same Python):
 
-  requests   ("run", id, argv, log, env, request)  queue argv, to run with the extra env, output
-                                           to log, when the resources of request are free
+  requests   ("run", id, argv, log, env, request, cwd, header)  queue argv, to run with the extra
+                                           env, in directory cwd (None: this one), output to log
+                                           (begun by the text header if it is not None), when
+                                           the resources of request are free
              ("note", id, text, rc)        packed logs: store text as the output of a run that
                                            could not start
              ("signal", signum)            signal the process group of every running task
+             ("signal", signum, [id, ...]) signal the process groups of those tasks
              ("drop",)                     forget the queued tasks that have not started
   replies    ("started", id, pid, t0, units)  units: {resource: [unit, ...]} given to the run
              ("ended", id, returncode, t1)  returncode < 0: killed by that signal
@@ -53,12 +56,15 @@ import types
 
 _HEADER = struct.Struct(">I")
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
+#: The directory the spawner started in, where tasks without a ``cwd`` of their own run.
+_HOME = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
 _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD,
                  signal.SIGPIPE)
 
 
 def main() -> int:
     requests, replies = sys.stdin.fileno(), sys.stdout.fileno()
+    os.set_blocking(requests, False)
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
     capacity = _load("scheduling", "capacity.py")
     packed = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
@@ -82,13 +88,20 @@ def main() -> int:
         if wake_read in readable:
             os.read(wake_read, 4096)
         if requests in readable:
-            data = os.read(requests, 1 << 16)
-            if not data:
-                open_input = False
-                queue.clear()
-                for pid in running:
-                    _kill(pid, signal.SIGKILL)
-            buffer += data
+            # Read to the end of what is there, so that a farmer that died after its last requests
+            # is known dead before any of them is started: a spawner still starting up when its
+            # farmer was killed would otherwise start them after another farmer took the tasks
+            # over, and truncate their logs (the crash harness saw it).
+            farmer_gone = False
+            while True:
+                try:
+                    data = os.read(requests, 1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    farmer_gone = True
+                    break
+                buffer += data
             while len(buffer) >= 4:
                 (size,) = _HEADER.unpack_from(buffer)
                 if len(buffer) < 4 + size:
@@ -98,8 +111,10 @@ def main() -> int:
                 if request[0] == "run":
                     queue.append(request)
                 elif request[0] == "signal":
-                    for pid in running:
-                        _kill(pid, request[1])
+                    chosen = set(request[2]) if len(request) > 2 else None
+                    for pid, entry in running.items():
+                        if chosen is None or entry[0] in chosen:
+                            _kill(pid, request[1])
                 elif request[0] == "note" and writer is not None:
                     try:
                         writer.note(request[1], request[2], request[3], time.time())
@@ -108,6 +123,11 @@ def main() -> int:
                 elif request[0] == "drop":
                     out.append(marshal.dumps(("dropped", [queued[1] for queued in queue])))
                     queue.clear()
+            if farmer_gone:
+                open_input = False
+                queue.clear()
+                for pid in running:
+                    _kill(pid, signal.SIGKILL)
         while running:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -195,35 +215,59 @@ def _spool(packed: dict) -> int:
 
 
 def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed: dict | None) -> None:
-    _, task, argv, log, extra, asked = request
+    _, task, argv, log, extra, asked, cwd, header = request
     given = units.take(asked)  # before the start: a run's environment may name its units (later)
     env = dict(base_env)
     env.update(extra)
-    spool = -1
-    if packed is None:
-        output = (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    else:
-        try:
+    spool = logged = -1
+    try:
+        if packed is not None:
             spool = _spool(packed)
-        except OSError as error:
-            units.give_back(given)
-            out.append(marshal.dumps(("error", task, f"cannot create its output file: {error.strerror}",
-                                      time.time())))
-            return
-        output = (os.POSIX_SPAWN_DUP2, spool, 1)
+            output = (os.POSIX_SPAWN_DUP2, spool, 1)
+        elif header is not None:
+            logged = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            output = (os.POSIX_SPAWN_DUP2, logged, 1)
+        else:
+            output = (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if header is not None:
+            os.write(spool if spool >= 0 else logged, header.encode("utf-8", "surrogateescape"))
+    except OSError as error:
+        units.give_back(given)
+        for fd in (spool, logged):
+            if fd >= 0:
+                os.close(fd)
+        out.append(marshal.dumps(("error", task, f"cannot create its output file: {error.strerror}", time.time())))
+        return
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), output, (os.POSIX_SPAWN_DUP2, 1, 2)]
     t0 = time.time()
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
-                              setsigmask=())
-    except OSError as error:
+        if cwd:
+            try:  # posix_spawn has no directory of its own, and this process has a single thread
+                os.chdir(cwd)
+            except OSError as error:
+                raise _NotStarted(f"cannot run in directory {cwd!r}: {error.strerror}") from None
+        try:
+            pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
+                                  setsigmask=())
+        except OSError as error:
+            raise _NotStarted(f"cannot start {argv[0]!r}: {error.strerror}") from None
+    except _NotStarted as problem:
         units.give_back(given)
         if spool >= 0:
             os.close(spool)
-        out.append(marshal.dumps(("error", task, f"cannot start {argv[0]!r}: {error.strerror}", time.time())))
+        out.append(marshal.dumps(("error", task, str(problem), time.time())))
         return
+    finally:
+        if cwd:
+            os.fchdir(_HOME)
+        if logged >= 0:
+            os.close(logged)  # the task has it as its output now
     running[pid] = (task, given, spool, t0)
     out.append(marshal.dumps(("started", task, pid, t0, given)))
+
+
+class _NotStarted(Exception):
+    """A run that could not be started, and why."""
 
 
 def _kill(pgid: int, signum: int) -> None:

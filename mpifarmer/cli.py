@@ -20,7 +20,7 @@ from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
 from mpifarmer.store.store import Identity, Store
 from mpifarmer.store.workdir import WorkDir
 from mpifarmer.tasklists import TaskList
-from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+from mpifarmer.tasklists.reader import TaskLines, check_lines, read_task_lines
 
 __all__ = ["main"]
 
@@ -33,6 +33,9 @@ exit codes:
   2  usage or input error (nothing was run)
   3  stopped early (signal, --timeout, or the spawner process kept dying) with tasks left: run the
      same command again to resume
+  4  stopped after --max-failures tasks had failed, with tasks left: fix the tasks, then run again
+     with --retry-failed (or a higher --max-failures); not 3, so that a script that runs the farm
+     again on 3 does not rerun a failing one
 """
 
 _BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off"}
@@ -45,6 +48,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see mpifarmer --help)")
 
 
+def _positive_count(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -52,6 +62,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number of workers, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text}")
     return value
 
 
@@ -92,7 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="task-list handler from ~/.mpifarmer/tasklists.d or the current directory "
                         "(default: one command per line)")
     parser.add_argument("--retry-failed", action="store_true",
-                        help="run the tasks that failed in earlier runs again")
+                        help="run the tasks that failed in earlier runs again (with a fresh set of --retries)")
+    parser.add_argument("--task-timeout", type=_seconds, default=None, metavar="SECONDS",
+                        help="stop a run that lasts longer than this (SIGTERM to its process group, SIGKILL "
+                        f"{FarmerOptions.kill_grace:g} s later): it fails with the reason timed-out (a task's own "
+                        "timeout, from the task list, wins)")
+    parser.add_argument("--retries", type=_count, default=FarmerOptions.retries, metavar="N",
+                        help="run a task whose run failed (non-zero exit, a signal the farmer did not send, "
+                        "--task-timeout) again, up to N more times, before it is recorded failed (default: "
+                        f"{FarmerOptions.retries})")
+    parser.add_argument("--retry-delay", type=_delay, default=FarmerOptions.retry_delay, metavar="SECONDS",
+                        help="with --retries: hand a failed task out again only this long after its run ended, "
+                        f"without holding a slot meanwhile (default: {FarmerOptions.retry_delay:g})")
+    parser.add_argument("--max-failures", type=_positive_count, default=None, metavar="K",
+                        help="once K tasks of the work directory are recorded failed (after their retries), "
+                        "stop as on a stop signal and exit with 4 (every farmer of the work directory does)")
     parser.add_argument("--lock-mode", choices=LOCK_MODES, default="flock",
                         help="how farmers sharing the work directory exclude each other: flock (default), "
                         "soft (marker file, for filesystems without working flock) or strict (fail-closed "
@@ -232,6 +276,8 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
     if not tasks.texts:
         raise FarmerError(f"{task_list}: has no tasks (only blank or comment lines); give a list with "
                           "one command per line")
+    if handler.checks_lines():
+        check_lines(task_list, tasks.texts, tasks.linenos, handler.check)
     workdir = WorkDir(args.workdir or f"{task_list}_workdir")
     created = not workdir.root.exists()
     try:
@@ -265,7 +311,8 @@ def _stop_requested() -> bool:
 def _options(args: argparse.Namespace) -> FarmerOptions:
     return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
-                         rank_timeout=args.rank_timeout, logs=args.logs)
+                         rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
+                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)
 
 
 def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:

@@ -7,10 +7,11 @@ precedence first:
 2. every ``*.ini`` in ``~/.pytaskfarmer/runners.d/`` (PyTaskFarmer's files, read as they are);
 3. every ``*.ini``, ``*.yaml`` and ``*.yml`` in ``~/.mpifarmer/runners.d/``.
 
-Task-list handlers come from the built-in ``default`` (:class:`mpifarmer.tasklists.ListTaskList`),
-then ``~/.mpifarmer/tasklists.d/`` (same file types), then ``*.ini``, ``*.yaml`` and ``*.yml`` in
-the current directory. INI form (``Runner`` for runners, ``TaskList`` for handlers; the class key
-is matched case-insensitively, option names keep their case)::
+Task-list handlers come from the built-in ``default`` (:class:`mpifarmer.tasklists.ListTaskList`)
+and ``jsonl`` (:class:`mpifarmer.tasklists.JsonTaskList`), then ``~/.mpifarmer/tasklists.d/`` (same
+file types), then ``*.ini``, ``*.yaml`` and ``*.yml`` in the current directory. INI form (``Runner``
+for runners, ``TaskList`` for handlers; the class key is matched case-insensitively, option names
+keep their case)::
 
     [mcc]
     Runner = mpifarmer.runners.ShifterRunner
@@ -22,7 +23,7 @@ YAML form: a mapping of names to mappings, e.g. ``mcc: {Runner: ..., image: ...,
 Rules:
 
 * ``default`` is reserved: a file that defines it is an error, so ``default`` always means the
-  built-in class (as PyTaskFarmer documents).
+  built-in class (as PyTaskFarmer documents); so is the built-in handler ``jsonl``.
 * A later source overrides an earlier one with the same name; two files of one directory
   defining the same name is an error.
 * Files are read in name order; names starting with ``.`` are skipped. Empty files define nothing.
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 from mpifarmer.errors import ConfigError
 from mpifarmer.runners import BasicRunner, HoldRunner, NoopRunner, Runner, ShifterRunner
-from mpifarmer.tasklists import ListTaskList, TaskList
+from mpifarmer.tasklists import JsonTaskList, ListTaskList, TaskList
 
 __all__ = [
     "Definition",
@@ -91,6 +92,7 @@ _PUBLIC_PATHS: dict[type, str] = {
     HoldRunner: "mpifarmer.runners.HoldRunner",
     ShifterRunner: "mpifarmer.runners.ShifterRunner",
     ListTaskList: "mpifarmer.tasklists.ListTaskList",
+    JsonTaskList: "mpifarmer.tasklists.JsonTaskList",
 }
 
 
@@ -120,6 +122,7 @@ class _Kind:
     base_path: str
     default: type
     where: str
+    builtins: tuple[tuple[str, type], ...] = ()  # built-in definitions besides default, reserved like it
 
 
 _RUNNER = _Kind(
@@ -137,6 +140,7 @@ _TASKLIST = _Kind(
     base_path="mpifarmer.tasklists.TaskList",
     default=ListTaskList,
     where="~/.mpifarmer/tasklists.d, *.ini/*.yaml/*.yml in the current directory",
+    builtins=(("jsonl", JsonTaskList),),
 )
 
 
@@ -212,17 +216,18 @@ def _construct(definition: Definition) -> object:
 
 
 def _load(kind: _Kind, sources: list[_Source]) -> dict[str, Definition]:
-    definitions = {DEFAULT_NAME: Definition(DEFAULT_NAME, _PUBLIC_PATHS[kind.default], kind.default, {}, None, None)}
+    builtins = {DEFAULT_NAME: kind.default, **dict(kind.builtins)}
+    definitions = {name: Definition(name, _PUBLIC_PATHS[cls], cls, {}, None, None) for name, cls in builtins.items()}
     for source in sources:
         seen: dict[str, Path] = {}
         for path in _files(source):
             for section, values in _read(kind, path, source.lenient):
-                if section == DEFAULT_NAME:
+                if section in builtins:
                     raise ConfigError(
                         path,
                         section,
-                        f"the name '{DEFAULT_NAME}' is reserved for the built-in "
-                        f"{_PUBLIC_PATHS[kind.default]}; choose another name",
+                        f"the name '{section}' is reserved for the built-in "
+                        f"{_PUBLIC_PATHS[builtins[section]]}; choose another name",
                     )
                 if section in seen:
                     raise ConfigError(

@@ -22,6 +22,7 @@ from mpifarmer.scheduling.ledger import Status
 from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.signals import SignalFlags
 from mpifarmer.store.store import CLOSE_GRACE, Store
+from mpifarmer.task import EndReason
 from mpifarmer.tasklists import TaskList
 from mpifarmer.tasklists.reader import TaskLines
 from mpifarmer.transport import Transport
@@ -54,7 +55,8 @@ class _Held:
 
 @dataclass
 class Tally:
-    counts: dict[str, int] = field(default_factory=lambda: {rec.FINISHED: 0, rec.FAILED: 0, rec.INTERRUPTED: 0})
+    counts: dict[str, int] = field(default_factory=lambda: {rec.FINISHED: 0, rec.FAILED: 0, rec.INTERRUPTED: 0,
+                                                            rec.RETRYING: 0})
 
 
 class Coordinator:
@@ -79,11 +81,13 @@ class Coordinator:
         self._held: list[_Held] = []
         self._stops_seen = 0
         self._holders: dict[str, Liveness] = {}
-        self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval)
+        self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval,
+                                      handler.check if handler.checks_lines() else None)
         self._started = time.monotonic()
         self._deadline = self._started + options.timeout if options.timeout else None
         self._retune = policy.RetuneSchedule(self._started)
         self._pinged = self._started
+        self._looked = time.time()  # the last sync with the store (wall time)
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -110,6 +114,11 @@ class Coordinator:
         if self._deadline is not None and now >= self._deadline and self.stop_reason is None:
             self.drain(f"--timeout of {self.options.timeout:g} s expired")
             acted = True
+        if self.stop_reason is None:
+            failures = policy.failures_stop(self.store.ledger.count(Status.FAILED), self.options.max_failures)
+            if failures is not None:
+                self.drain(failures)
+                acted = True
         return acted
 
     def drain(self, reason: str) -> None:
@@ -177,8 +186,10 @@ class Coordinator:
 
     def _record_end(self, rank: int, end: msg.TaskEnd) -> None:
         code = end.returncode
-        state, drain = policy.classify_end(code, reason=end.reason, stopping=self.stop_reason is not None,
-                                           disk_full=self._disk_full)
+        retries = policy.retries_of(end.attrs, self.options.retries)
+        state, drain, attempt = policy.classify_end(
+            code, reason=end.reason, stopping=self.stop_reason is not None, disk_full=self._disk_full,
+            attempts=self.store.ledger.attempts.get(end.id, 0), retries=retries)
         if drain is not None:
             self.drain(drain)
         self.tally.counts[state] += 1
@@ -186,16 +197,34 @@ class Coordinator:
         if info is not None:
             info.ended += 1
         self.dispatcher.ended(rank, end.id, end.t1 - end.t0)
+        again = policy.retry_at(end.t1, self.options.retry_delay) if state == rec.RETRYING else None
+        if state == rec.RETRYING:
+            self.dispatcher.pending_again(again)
         self.outbox.append(rec.end(
             self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
             t0=end.t0, t1=end.t1, host=info.host if info else "?", rank=rank, slot=end.slot, why=end.reason,
-            attrs=end.attrs))
-        if self.options.verbose or state != rec.FINISHED:
+            attrs=end.attrs, att=attempt, at=again))
+        if self.options.verbose or state not in (rec.FINISHED, rec.RETRYING):
+            self._log_end(rank, end, state, attempt, retries, again)
+
+    def _log_end(self, rank: int, end: msg.TaskEnd, state: str, attempt: int | None, retries: int,
+                 again: float | None) -> None:
+        code = end.returncode
+        if end.reason == EndReason.TIMED_OUT:
+            how = "ran longer than its time limit"
+        else:
             how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
-            log = logger.warning if state == rec.FAILED else logger.info
-            where = f" on rank {rank}" if self.transport.size > 1 else ""
-            log("task %d %s%s (%s, %.2f s): %s", end.id, state, where, how, end.t1 - end.t0,
-                self.store.ledger.lines[end.id])
+        name = end.attrs.get("name")
+        where = f" on rank {rank}" if self.transport.size > 1 else ""
+        verdict = state
+        if state == rec.RETRYING:
+            verdict = (f"failed, attempt {attempt} of {retries + 1}: it runs again"
+                       f"{f' in {again - end.t1:g} s' if again is not None else ''}")
+        elif state == rec.FAILED and attempt is not None and attempt > 1:
+            verdict = f"failed after {attempt} attempts"
+        log = logger.warning if state == rec.FAILED else logger.info
+        log("task %d%s %s%s (%s, %.2f s): %s", end.id, f" ({name})" if name else "", verdict, where, how,
+            end.t1 - end.t0, self.store.ledger.lines[end.id])
 
     def _disk_full(self) -> bool:
         try:
@@ -208,22 +237,28 @@ class Coordinator:
         """Sync with the store when there is something to record or work to claim; send work."""
         want = self.dispatcher.want(wall)
         new_lines = len(self.tasks) > len(self.store.ledger)
-        if self.store_error is None and (want > 0 or self.outbox or new_lines):
+        look = self.stop_reason is None and policy.failure_look_due(limit=self.options.max_failures,
+                                                                    last_look=self._looked, now=wall)
+        if self.store_error is None and (want > 0 or self.outbox or new_lines or look):
             try:
                 result = self.store.sync(self.outbox, want, self.tasks if new_lines else None)
             except OSError as error:
                 self._store_failed(error)
                 return True
             if result is not None:  # else the lock was not had (a stop came): the records wait
+                self._looked = wall
                 self.outbox = []
-                self.dispatcher.claimed(result.claimed, want, wall)
+                self.dispatcher.claimed(result.claimed, want, wall, result.delay_end)
                 self._holders = result.holders
         batches: dict[int, list[msg.TaskWork]] = {}
-        lines = self.store.ledger.lines
+        ledger = self.store.ledger
+        lines, default_retries = ledger.lines, self.options.retries
         for rank, task in self.dispatcher.assign():
             line = lines[task]
+            attrs = ledger.attrs.get(task, {})
+            attempt = policy.attempt_of(ledger.attempts.get(task, 0), policy.retries_of(attrs, default_retries))
             batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.describe(line).command,
-                                                             self.store.ledger.attrs.get(task, {})))
+                                                             attrs, attempt))
         for rank, works in batches.items():
             self.transport.send(rank, msg.Work(works))
         return bool(batches)
@@ -344,10 +379,11 @@ class Coordinator:
             logger.error("could not take the work-directory lock to record the last %s; the next run "
                          "will find this farmer dead and return its tasks", counted(len(self.outbox), "record"))
         ledger = self.store.ledger
+        failed = ledger.count(Status.FAILED)
         return policy.exit_code(store_failed=self.store_error is not None, rank_lost=bool(self.lost), closed=closed,
                                 stopping=self.stop_reason is not None,
-                                work_left=ledger.pending > 0 or self._unrecorded_lines() > 0,
-                                failed=ledger.count(Status.FAILED))
+                                work_left=ledger.pending > 0 or self._unrecorded_lines() > 0, failed=failed,
+                                failures_stopped=policy.failures_stop(failed, self.options.max_failures) is not None)
 
     def _unrecorded_lines(self) -> int:
         """Task-list lines this farmer has read that the work directory does not hold yet."""
@@ -366,7 +402,8 @@ class Coordinator:
         counts = self.tally.counts
         finished, failed = ledger.count(Status.FINISHED), ledger.count(Status.FAILED)
         left = len(ledger) + self._unrecorded_lines() - finished - failed
-        logger.info("mpifarmer: %s; this run: %d finished, %d failed, %d interrupted; work directory: "
+        retried = f", {counts[rec.RETRYING]} failed and retried" if counts[rec.RETRYING] else ""
+        logger.info("mpifarmer: %s; this run: %d finished, %d failed, %d interrupted%s; work directory: "
                     "%d finished, %d failed, %d left; wall time %.1f s; exit code %d",
                     self.stop_reason or "no work left", counts[rec.FINISHED], counts[rec.FAILED],
-                    counts[rec.INTERRUPTED], finished, failed, left, time.monotonic() - self._started, code)
+                    counts[rec.INTERRUPTED], retried, finished, failed, left, time.monotonic() - self._started, code)

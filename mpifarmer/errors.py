@@ -24,6 +24,9 @@ __all__ = [
 EXIT_USAGE = 2
 #: Exit code of a farmer stopped early with work left (a signal, --timeout).
 EXIT_STOPPED = 3
+#: Exit code of a farmer stopped with work left because --max-failures tasks had failed: not 3,
+#: so that a script that requeues on 3 does not requeue a failing farm.
+EXIT_FAILURES = 4
 
 
 class FarmerError(Exception):

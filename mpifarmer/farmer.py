@@ -70,7 +70,7 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
     router = Router(remote)
     pool = make_pool(options, runner, str(store.workdir.root), store.fid, store.workdir.log)
     worker = Worker(router.worker(), pool, flags, verbose=options.verbose, silence_limit=None,
-                    kill_grace=options.kill_grace, start_flush=options.start_flush)
+                    kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
     coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
@@ -111,7 +111,7 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
     flags = process_flags()
     pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
-                    kill_grace=options.kill_grace, start_flush=options.start_flush)
+                    kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
     try:

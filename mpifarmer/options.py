@@ -23,5 +23,9 @@ class FarmerOptions:
     watch_interval: float = 5.0  # how often the task list is looked at for appended lines
     start_flush: float = 1.0  # start records wait at most this long to be written
     rank_timeout: float = 30.0  # --rank-timeout: a rank silent this long is lost
+    task_timeout: float | None = None  # --task-timeout: a run lasting longer is stopped and fails (timed-out)
+    retries: int = 0  # --retries: a failed task runs again up to this many more times
+    retry_delay: float = 0.0  # --retry-delay: seconds before a retrying task is handed out again
+    max_failures: int | None = None  # --max-failures: stop (exit 4) once the work directory has this many
     logs: str = "files"  # --logs: one of LOG_LAYOUTS
     pack_limit: int = 1 << 30  # packed logs: a pack file rolls over at this size

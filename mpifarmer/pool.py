@@ -215,6 +215,8 @@ class Pool:
         self.running[task.id] = run
         self._queued += 1
         self._argv[task.id] = argv
+        if task.attempt is not None and self.packed is None:
+            self._keep_earlier_log(task, task.attempt[0])
         if self.broken is None:
             self._send(self._run_request(task, argv))
         else:
@@ -222,13 +224,37 @@ class Pool:
         return run
 
     def _run_request(self, task: Task, argv: list[str]) -> tuple:
-        """The spawner's request: the argv, the log, and the task's own environment (the task's
-        ``env`` attribute, then the farmer's variables, which a task cannot override)."""
+        """The spawner's request: the argv, the log, the task's own environment (the task's
+        ``env`` attribute, then the farmer's variables, which a task cannot override), the
+        resources it asks for, the directory it runs in (its ``cwd`` attribute; None: the
+        farmer's), and, for a task that may be retried, the line its output begins with."""
         ident = str(task.id)
         log = None if self.packed is not None else os.fspath(self._log_path(task.id))
+        header = None
+        if task.attempt is not None:
+            name = task.attrs.get("name")
+            header = (f"mpifarmer: task {task.id}{f' ({name})' if name else ''}, attempt {task.attempt[0]} of "
+                      f"{task.attempt[1]}\n")
         return ("run", task.id, argv, log,
                 {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
-                capacity.request_of(task.attrs))
+                capacity.request_of(task.attrs), task.attrs.get("cwd"), header)
+
+    def _keep_earlier_log(self, task: Task, attempt: int) -> None:
+        """Before attempt N > 1 of a task, keep its previous attempt's log as ``log_ID.N-1`` (one
+        already kept is not replaced: then ``log_ID`` holds a run of attempt N that a drain cut
+        short). Packed logs keep every run anyway."""
+        if attempt < 2:
+            return
+        log = self._log_path(task.id)
+        older = log.with_name(f"{log.name}.{attempt - 1}")
+        try:
+            if not older.exists():
+                os.replace(log, older)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            logger.warning("task %d: cannot keep the log of its attempt %d as %s: %s", task.id, attempt - 1, older,
+                           error.strerror or error)
 
     def reap(self) -> list[Outcome]:
         """Collect the runs that have ended, without blocking."""
@@ -304,6 +330,12 @@ class Pool:
                     self._immediate.append(Outcome.of_exit(run, -int(signum), now))
         elif self.running and self.broken is None:
             self._send(("signal", int(signum)))
+
+    def signal_tasks(self, tasks: list[int], signum: int) -> None:
+        """Send ``signum`` to the process groups of ``tasks`` (those started; the others are left).
+        The HoldRunner's runs are no processes and take no signal but a drain's."""
+        if self._holds is None and self.broken is None and any(task in self.running for task in tasks):
+            self._send(("signal", int(signum), list(tasks)))
 
     def close(self) -> None:
         """End the spawner (it kills whatever still runs) and wait for it, then the sentinel."""

@@ -41,3 +41,6 @@ class Task:
     line: str
     command: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: (this attempt, attempts allowed) for a task that may be retried, else None: its log then
+    #: begins with a line naming the attempt, and earlier attempts' logs are kept beside it.
+    attempt: tuple[int, int] | None = None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from mpifarmer.tasklists.reader import TaskLines, read_task_lines
+from mpifarmer.errors import TaskListError
+from mpifarmer.tasklists.reader import TaskLines, check_lines, read_task_lines
 from mpifarmer.wording import counted
 
 __all__ = ["TaskListWatcher"]
@@ -24,8 +26,10 @@ class TaskListWatcher:
     shifts every byte after it), the watcher stops and says so; the next start checks the list.
     """
 
-    def __init__(self, path: Path, tasks: TaskLines, interval: float) -> None:
+    def __init__(self, path: Path, tasks: TaskLines, interval: float,
+                 check: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self.check = check  # a task-list handler's check of each line (see TaskList.check)
         self.tasks = tasks
         self.interval = interval
         self._next = time.monotonic() + interval
@@ -78,6 +82,13 @@ class TaskListWatcher:
         self._size = size
         self._offset, self._lineno = more.end, more.next_lineno
         self._digest = _prefix_digest(self.path, self._offset)
+        if texts and self.check is not None:
+            try:
+                check_lines(self.path, texts, linenos, self.check)
+            except TaskListError as error:  # the lines before it are taken, and none after it
+                good = linenos.index(error.line) if error.line is not None else 0
+                texts, linenos = texts[:good], linenos[:good]
+                self._give_up(str(error))
         if texts:
             self.tasks.texts.extend(texts)
             self.tasks.linenos.extend(linenos)

@@ -2,7 +2,8 @@
 
 Every rank has one, rank 0 included (its coordinator talks to it in process). The worker
 decides nothing about which task runs: it starts what it was sent, in order, as slots free
-up, and reports starts (of runs older than a second), ends and releases. It stops on
+up, and reports starts (of runs older than a second), ends and releases. It stops the runs that
+outlast their time limit, when :mod:`mpifarmer.scheduling.timeouts` says so. It stops on
 ``Drain`` from the coordinator or on a stop signal of its own, which it also reports, and
 gives up on a coordinator that has been silent too long (rank 0 lost), killing its tasks.
 """
@@ -17,6 +18,7 @@ from collections import deque
 
 from mpifarmer.environment import hostname, pid_start
 from mpifarmer.pool import Outcome, Pool, Run
+from mpifarmer.scheduling.timeouts import TimeLimits, limit_of
 from mpifarmer.signals import SignalFlags
 from mpifarmer.task import EndReason, Task
 from mpifarmer.transport import Transport
@@ -34,7 +36,8 @@ class Worker:
     them); how much a rank holds is bounded by the coordinator's dispatcher."""
 
     def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool,
-                 silence_limit: float | None, kill_grace: float, start_flush: float, beat: float = 1.0) -> None:
+                 silence_limit: float | None, kill_grace: float, start_flush: float, beat: float = 1.0,
+                 task_timeout: float | None = None) -> None:
         self.transport = transport
         self.pool = pool
         self.flags = flags
@@ -50,8 +53,10 @@ class Worker:
         self._unreported: dict[int, Run] = {}  # runs whose start was not reported, by task ID
         self._stops_seen = 0
         self._heard = self._sent = time.monotonic()
-        if verbose:
-            pool.on_start = self._log_start
+        self.task_timeout = task_timeout
+        self.limits = TimeLimits(kill_grace)
+        self.verbose = verbose
+        pool.on_start = self._on_start
 
     @property
     def done(self) -> bool:
@@ -67,6 +72,7 @@ class Worker:
         busy |= self._check_signals(now)
         busy |= self._reap()  # first: a freed slot takes the next queued task at once
         busy |= self._start()
+        busy |= self._enforce_limits()
         self._report_starts(now)
         if self._kill_at is not None and now >= self._kill_at:
             self.pool.signal_all(signal.SIGKILL)
@@ -88,6 +94,9 @@ class Worker:
         if self._unreported:
             deadline = min(deadline, min(run.t0 for run in self._unreported.values()) + self.start_flush
                            - time.time() + time.monotonic())
+        limit = self.limits.next_at()
+        if limit is not None:
+            deadline = min(deadline, limit - time.time() + time.monotonic())
         return deadline
 
     # -- internals -------------------------------------------------------------------------
@@ -141,15 +150,29 @@ class Worker:
         started = False
         while self.queue and not self.draining:
             work = self.queue.popleft()
-            run = self.pool.start(Task(work.id, work.line, work.command, work.attrs))
+            run = self.pool.start(Task(work.id, work.line, work.command, work.attrs, work.attempt))
             started = True
             if work.id in self.pool.running and self.pool.processes:  # a held run has no pid to report
                 self._unreported[work.id] = run
         return started
 
-    @staticmethod
-    def _log_start(run: Run) -> None:
-        logger.info("task %d started in slot %d: %s", run.task.id, run.slot, run.task.line)
+    def _on_start(self, run: Run) -> None:
+        self.limits.started(run.task.id, run.t0, limit_of(run.task.attrs, self.task_timeout))
+        if self.verbose:
+            name = run.task.attrs.get("name")
+            attempt = f", attempt {run.task.attempt[0]} of {run.task.attempt[1]}" if run.task.attempt else ""
+            logger.info("task %d%s started in slot %d%s: %s", run.task.id, f" ({name})" if name else "", run.slot,
+                        attempt, run.task.line)
+
+    def _enforce_limits(self) -> bool:
+        """Stop the runs that outlast their time limit; kill those still there after the grace."""
+        stop, kill = self.limits.due(time.time())
+        if stop:
+            self.pool.signal_tasks(stop, signal.SIGTERM)
+            self.pool.signal_tasks(stop, signal.SIGCONT)
+        if kill:
+            self.pool.signal_tasks(kill, signal.SIGKILL)
+        return bool(stop or kill)
 
     def _reap(self) -> bool:
         outcomes = self.pool.reap()
@@ -168,16 +191,19 @@ class Worker:
         for outcome in outcomes:
             run = outcome.run
             self._unreported.pop(run.task.id, None)
+            timed_out = self.limits.ended(run.task.id)
             ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot,
-                                    self._reason(outcome), run.task.attrs))
+                                    self._reason(outcome, timed_out), run.task.attrs))
             self._killed.discard(run.task.id)
         self._send(msg.Ended(ends))
         return True
 
-    def _reason(self, outcome: Outcome) -> EndReason:
-        """The pool's reason, unless this worker stopped the run itself (a drain)."""
+    def _reason(self, outcome: Outcome, timed_out: bool) -> EndReason:
+        """The pool's reason, unless this worker stopped the run itself (a drain, its time limit)."""
         if outcome.reason is not EndReason.LOST and outcome.run.task.id in self._killed:
             return EndReason.STOPPED
+        if timed_out and outcome.reason in (EndReason.EXITED, EndReason.SIGNALLED):
+            return EndReason.TIMED_OUT
         return outcome.reason
 
     def _report_starts(self, now: float) -> None:

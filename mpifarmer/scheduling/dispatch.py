@@ -42,6 +42,7 @@ class Dispatcher:
         self.short_task = short_task
         self.recheck = recheck
         self._empty_since: float | None = None
+        self._delay_end: float | None = None  # when a task that waits for its retry delay is due
         self._durations = 0.0
         self._ended = 0
 
@@ -61,9 +62,12 @@ class Dispatcher:
         state = self.ranks.pop(rank, None)
         return sorted(state.in_flight) if state else []
 
-    def claimed(self, ids: list[int], asked: int, now: float) -> None:
-        """The store gave ``ids`` for a request of ``asked``; fewer means it ran dry."""
+    def claimed(self, ids: list[int], asked: int, now: float, delay_end: float | None = None) -> None:
+        """The store gave ``ids`` for a request of ``asked``; fewer means it ran dry. ``delay_end``:
+        when the first pending task that waits for its retry delay may be claimed (it is asked
+        for then, not a recheck later)."""
         self.queue.extend(ids)
+        self._delay_end = delay_end
         if asked > 0:
             self._empty_since = now if len(ids) < asked else None
 
@@ -73,6 +77,14 @@ class Dispatcher:
             state.in_flight.discard(task)
         self._durations += duration
         self._ended += 1
+
+    def pending_again(self, delay_end: float | None = None) -> None:
+        """A task that ended here is pending again (a retry), from ``delay_end`` (None: now): the
+        store is asked then, not after the recheck of a store that ran dry."""
+        if delay_end is None:
+            self._empty_since = None
+        elif self._delay_end is None or delay_end < self._delay_end:
+            self._delay_end = delay_end
 
     def returned(self, rank: int, ids: list[int]) -> None:
         """``rank`` gives back tasks it was sent but never started."""
@@ -105,7 +117,8 @@ class Dispatcher:
         """How many tasks to claim from the store now."""
         if self.draining or not self.ranks:
             return 0
-        if self._empty_since is not None and now - self._empty_since < self.recheck:
+        if self._empty_since is not None and now - self._empty_since < self.recheck and not (
+                self._delay_end is not None and now >= self._delay_end):
             return 0
         mean = self.mean_duration
         ahead = self.slots if mean is not None and mean < self.short_task else 0
@@ -116,6 +129,8 @@ class Dispatcher:
         """When the store should be asked again after it ran dry, or None."""
         if self._empty_since is None or self.draining:
             return None
+        if self._delay_end is not None:
+            return min(self._empty_since + self.recheck, self._delay_end)
         return self._empty_since + self.recheck
 
     def assign(self) -> list[tuple[int, int]]:

@@ -8,7 +8,8 @@ their longest tasks first get them started first.
 
 Memory per task is a few bytes, so that ten million tasks fit: the task lines in one buffer
 (:class:`~mpifarmer.scheduling.texts.Texts`), the states in one ``bytearray``; dicts hold only
-what is claimed or running, and runs are not kept (the timeline is drawn from the journal).
+what is claimed or running, and the attempts of tasks that failed and will be retried; runs are
+not kept (the timeline is drawn from the journal).
 
 Nothing here touches files, clocks or processes: the store feeds records in and appends the
 records this class makes.
@@ -89,6 +90,11 @@ class Ledger:
         self.registrations = 0
         #: Start records of task runs not yet ended, by task ID (pid, host, slot, time).
         self.started: dict[int, dict[str, Any]] = {}
+        #: Failed attempts of the tasks that have some and are not finished or failed for good.
+        self.attempts: dict[int, int] = {}
+        #: Pending tasks that wait for a retry delay: the wall time from which they may be claimed.
+        self.delayed: dict[int, float] = {}
+        self._delays: list[tuple[float, int]] = []  # (time, task), a heap over ``delayed``
         self.counts = [0, 0, 0, 0]
         #: Task state changes applied so far: equal in every farmer that replayed the same records,
         #: so views written at one count need no rewrite at the same count.
@@ -162,6 +168,7 @@ class Ledger:
                                STATUS_NAMES[self.status[task]])
                 continue
             self._set(task, Status.CLAIMED)
+            self.delayed.pop(task, None)  # another farmer's clock said its delay was over
             self.owner[task] = farmer.fid
             farmer.held.add(task)
 
@@ -175,11 +182,22 @@ class Ledger:
         state = record["st"]
         if state == rec.FINISHED:
             self._disown(task)
+            self.attempts.pop(task, None)
             self._set(task, Status.FINISHED)
         elif state == rec.FAILED:
             self._disown(task)
+            self.attempts.pop(task, None)  # its end record says how many it used
             if self.status[task] != Status.FINISHED:
                 self._set(task, Status.FAILED)
+        elif state == rec.RETRYING:
+            # A failed attempt, counted whoever ran it; pending again (after its delay) only if
+            # this farmer still held it, as for an interruption.
+            if self.status[task] not in (Status.FINISHED, Status.FAILED):
+                self.attempts[task] = self.attempts.get(task, 0) + 1
+            if self.owner.get(task) == fid:
+                self._disown(task)
+                if self.status[task] == Status.CLAIMED:
+                    self._release(task, record.get("at"))
         elif self.owner.get(task) == fid:
             # Interrupted: pending again, unless another farmer has claimed it since (this
             # farmer was taken for dead meanwhile) or it is already done.
@@ -195,6 +213,7 @@ class Ledger:
 
     def _on_retry(self, record: dict[str, Any]) -> None:
         for task in record["ids"]:
+            self.attempts.pop(task, None)  # a fresh set of attempts
             if self.status[task] == Status.FAILED:
                 self._release(task)
 
@@ -233,6 +252,8 @@ class Ledger:
             "tasks": len(self.lines), "changes": self.changes, "registrations": self.registrations,
             "attrs": {str(task): attrs for task, attrs in self.attrs.items()},
             "started": {str(task): record for task, record in self.started.items()},
+            "attempts": {str(task): count for task, count in self.attempts.items()},
+            "delayed": {str(task): at for task, at in self.delayed.items()},
             "farmers": [{"fid": f.fid, "host": f.host, "boot": f.boot, "pid": f.pid, "pst": f.pid_start,
                          "job": f.job, "restart": f.restart, "lock": f.lock, "t": f.registered, "gone": f.gone,
                          "held": sorted(f.held)} for f in self.farmers.values()],
@@ -252,6 +273,9 @@ class Ledger:
         ledger.changes, ledger.registrations = int(facts["changes"]), int(facts["registrations"])
         ledger.attrs = {int(task): attrs for task, attrs in facts["attrs"].items()}
         ledger.started = {int(task): record for task, record in facts["started"].items()}
+        ledger.attempts = {int(task): int(count) for task, count in facts.get("attempts", {}).items()}
+        for task, at in facts.get("delayed", {}).items():
+            ledger._delay(int(task), float(at))
         for item in facts["farmers"]:
             farmer = FarmerInfo(item["fid"], item["host"], item["boot"], item["pid"], item["pst"], item["job"],
                                 item["restart"], item["lock"], item["t"], item["gone"], set(item["held"]))
@@ -262,21 +286,26 @@ class Ledger:
 
     # -- decisions -------------------------------------------------------------------------
 
-    def claim(self, fid: str, count: int) -> dict[str, Any] | None:
-        """Claim up to ``count`` pending tasks, lowest IDs first; return the applied record."""
+    def claim(self, fid: str, count: int, now: float | None = None) -> dict[str, Any] | None:
+        """Claim up to ``count`` pending tasks, lowest IDs first, leaving those whose retry delay
+        lasts beyond ``now`` (wall time; None: every delay is over); return the applied record."""
         ids: list[int] = []
         chosen: set[int] = set()
-        status, heap = self.status, self._heap
+        if self._delays:
+            self._wake(now)
+        status, heap, delayed = self.status, self._heap, self.delayed
         while len(ids) < count:
             found = status.find(_PENDING, self._cursor)
             self._cursor = len(status) if found < 0 else found
             if heap and heap[0] < self._cursor:
                 task = heapq.heappop(heap)
-                if status[task] != Status.PENDING or task in chosen:
-                    continue  # claimed since it was released, or released twice
+                if status[task] != Status.PENDING or task in chosen or task in delayed:
+                    continue  # claimed since it was released, or released twice, or waits
             elif found >= 0:
                 task = found
                 self._cursor = found + 1
+                if task in delayed:
+                    continue  # below the cursor now: on the heap when its delay is over
             else:
                 break
             ids.append(task)
@@ -286,6 +315,12 @@ class Ledger:
         record = rec.claim(fid, ids)
         self.apply(record)
         return record
+
+    def next_delay_end(self) -> float | None:
+        """When the first task that waits for its retry delay may be claimed (None: none waits)."""
+        while self._delays and self.delayed.get(self._delays[0][1]) != self._delays[0][0]:
+            heapq.heappop(self._delays)  # claimed since, or woken
+        return self._delays[0][0] if self._delays else None
 
     def retry_failed(self, fid: str) -> dict[str, Any] | None:
         """Make every failed task pending again; return the applied record."""
@@ -309,10 +344,27 @@ class Ledger:
         if fid is not None:
             self.farmers[fid].held.discard(task)
 
-    def _release(self, task: int) -> None:
+    def _release(self, task: int, at: float | None = None) -> None:
         self._set(task, Status.PENDING)
-        if task < self._cursor:
+        if at is not None:
+            self._delay(task, float(at))
+        elif task < self._cursor:
             heapq.heappush(self._heap, task)
+
+    def _delay(self, task: int, at: float) -> None:
+        self.delayed[task] = at
+        heapq.heappush(self._delays, (at, task))
+
+    def _wake(self, now: float | None) -> None:
+        """End the retry delays that are over by ``now``: those tasks may be claimed again."""
+        delays = self._delays
+        while delays and (now is None or delays[0][0] <= now):
+            at, task = heapq.heappop(delays)
+            if self.delayed.get(task) != at:
+                continue  # claimed since (by a farmer whose clock is ahead)
+            del self.delayed[task]
+            if self.status[task] == Status.PENDING and task < self._cursor:
+                heapq.heappush(self._heap, task)
 
     def _set(self, task: int, status: int) -> None:
         self.changes += 1

@@ -1,6 +1,7 @@
-"""The farm's decisions outside the dispatcher: how a run's end counts, when a signal death is held
-back, how much each rank prefetches and when that is retuned, when a rank is lost, when the farm
-is done, and its exit code.
+"""The farm's decisions outside the dispatcher: how a run's end counts (and whether a failed task
+runs again, and when), when a signal death is held back, when failures stop the farm, how much
+each rank prefetches and when that is retuned, when a rank is lost, when the farm is done, and
+its exit code.
 
 Pure functions and small state machines: observations and the current time come in as arguments,
 decisions go out; no clock, file, process or MPI call inside. The coordinator reads the world,
@@ -13,14 +14,16 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from mpifarmer.errors import EXIT_STOPPED
+from mpifarmer.errors import EXIT_FAILURES, EXIT_STOPPED
 from mpifarmer.scheduling import records as rec
 from mpifarmer.signals import STOP_SIGNALS
 from mpifarmer.task import EndReason
+from mpifarmer.wording import counted
 
-__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "PREFETCH_LEAD", "PREFETCH_MAX", "RETUNE_EARLY_ENDS",
-           "RETUNE_FIRST", "RETUNE_INTERVAL", "SIGNAL_DEATH_HOLD", "EndVerdict", "RetuneSchedule", "classify_end",
-           "exit_code", "farm_done", "hold_until", "prefetch_for", "silent_ranks", "stop_signalled"]
+__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_FAILURES", "EXIT_STOPPED", "FAILURE_LOOK", "PREFETCH_LEAD",
+           "PREFETCH_MAX", "RETUNE_EARLY_ENDS", "RETUNE_FIRST", "RETUNE_INTERVAL", "SIGNAL_DEATH_HOLD", "EndVerdict",
+           "RetuneSchedule", "classify_end", "exit_code", "failures_stop", "farm_done", "hold_until", "prefetch_for",
+           "attempt_of", "failure_look_due", "retries_of", "retry_at", "silent_ranks", "stop_signalled"]
 
 EXIT_DONE, EXIT_FAILED = 0, 1
 
@@ -49,29 +52,41 @@ def stop_signalled(returncode: int) -> bool:
 
 #: Ends that the farmer's side caused: the run was cut short, not failed, and runs again.
 _INTERRUPTIONS = frozenset({EndReason.STOPPED, EndReason.LOST})
+#: Ends of the run's own making, where a death by a stop signal may be a stop's doing.
+_OWN_ENDS = frozenset({EndReason.EXITED, EndReason.SIGNALLED})
+
+#: With --max-failures, how often a farmer that has nothing else to record looks at the work
+#: directory's failure count (other farmers' failures count too).
+FAILURE_LOOK = 2.0
 
 
 def hold_until(returncode: int, *, reason: str, stopping: bool, now: float) -> float | None:
     """Until when to hold back an end before classifying it (None: classify it now). A death by a
-    stop signal the farmer did not send waits SIGNAL_DEATH_HOLD for the stop that likely follows."""
-    if stop_signalled(returncode) and reason not in _INTERRUPTIONS and not stopping:
+    stop signal the farmer did not send waits SIGNAL_DEATH_HOLD for the stop that likely follows.
+    (A run stopped for its time limit died of the farmer's own SIGTERM: it is not held.)"""
+    if stop_signalled(returncode) and reason in _OWN_ENDS and not stopping:
         return now + SIGNAL_DEATH_HOLD
     return None
 
 
 class EndVerdict(NamedTuple):
-    state: str  # rec.FINISHED, rec.FAILED or rec.INTERRUPTED
+    state: str  # rec.FINISHED, rec.FAILED, rec.RETRYING or rec.INTERRUPTED
     drain: str | None = None  # a reason to stop the farm, if this end gives one
+    attempt: int | None = None  # a failed or retrying run: which attempt it was (1 for the first)
 
 
-def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Callable[[], bool]) -> EndVerdict:
+def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Callable[[], bool],
+                 attempts: int = 0, retries: int = 0) -> EndVerdict:
     """How a run's end counts. ``reason`` an EndReason: a run the farmer's side ended (a drain,
-    a dead spawner) is interrupted; ``disk_full`` is asked only for a run that would otherwise
-    be failed."""
+    a dead spawner) is interrupted and is no attempt; ``disk_full`` is asked only for a run that
+    would otherwise be failed. A failed run (non-zero exit, a signal the farmer did not send, its
+    time limit) is attempt ``attempts + 1``; while that leaves some of the task's ``retries``
+    unused, the task is retrying (it runs again), else failed."""
     if returncode == 0:
         return EndVerdict(rec.FINISHED)
     if reason == EndReason.UNAVAILABLE:
-        return EndVerdict(rec.FAILED)  # it asked for more than the pool has: running it again would not help
+        # It asked for more than the pool has: running it again would not help.
+        return EndVerdict(rec.FAILED, attempt=attempts + 1)
     if reason in _INTERRUPTIONS or stopping:
         return EndVerdict(rec.INTERRUPTED)
     if disk_full():
@@ -79,7 +94,41 @@ def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Cal
         # fault, so it runs again once there is space.
         return EndVerdict(rec.INTERRUPTED, "the work directory's filesystem is full; free space and run the "
                                            "same command again")
-    return EndVerdict(rec.FAILED)
+    attempt = attempts + 1
+    return EndVerdict(rec.RETRYING if attempt <= retries else rec.FAILED, attempt=attempt)
+
+
+def retries_of(attrs: dict, default: int) -> int:
+    """How many times a failed task runs again: its own ``retries`` attribute, else ``default``."""
+    own = attrs.get("retries")
+    if isinstance(own, int) and not isinstance(own, bool) and own >= 0:
+        return own
+    return default
+
+
+def attempt_of(attempts: int, retries: int) -> tuple[int, int] | None:
+    """(the attempt a task's next run is, attempts allowed), for a task that may be retried."""
+    return (attempts + 1, retries + 1) if retries > 0 else None
+
+
+def retry_at(t1: float, delay: float) -> float | None:
+    """The wall time before which a retrying task is not handed out again (None: at once)."""
+    return t1 + delay if delay > 0 else None
+
+
+def failures_stop(failed: int, limit: int | None) -> str | None:
+    """Why the farm stops for its failures (``failed`` tasks of the work directory recorded failed
+    for good, ``limit`` the --max-failures), or None to go on."""
+    if limit is None or failed < limit:
+        return None
+    return f"{counted(failed, 'task', 'tasks')} of the work directory {'has' if failed == 1 else 'have'} failed " \
+           f"(--max-failures {limit})"
+
+
+def failure_look_due(*, limit: int | None, last_look: float, now: float) -> bool:
+    """Whether a farmer with --max-failures should read the work directory for other farmers'
+    failures now, though it has nothing to record or claim."""
+    return limit is not None and now - last_look >= FAILURE_LOOK
 
 
 # -- prefetch -----------------------------------------------------------------------------------
@@ -143,10 +192,12 @@ def farm_done(*, held: int, stopping: bool, in_flight: int, idle: bool, ran_dry:
 
 
 def exit_code(*, store_failed: bool, rank_lost: bool, closed: bool, stopping: bool, work_left: bool,
-              failed: int) -> int:
-    """0 done, 1 done with failures, 3 stopped with work left (or not recorded for sure)."""
+              failed: int, failures_stopped: bool = False) -> int:
+    """0 done, 1 done with failures, 3 stopped with work left (or not recorded for sure), 4
+    stopped with work left once --max-failures tasks had failed (whatever stopped it first: the
+    same command run again would stop at once, so a script that runs it again on 3 must not)."""
     if store_failed or rank_lost or not closed:
         return EXIT_STOPPED
     if stopping and work_left:
-        return EXIT_STOPPED
+        return EXIT_FAILURES if failures_stopped else EXIT_STOPPED
     return EXIT_FAILED if failed else EXIT_DONE

@@ -10,8 +10,11 @@ new keys may be added later: readers skip kinds they do not know and keys they d
 ``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
 ``claim``             farmer ``f`` claimed tasks ``ids``
 ``start``             a run of task ``id`` started (pid, host, rank, slot, time)
-``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted,
-                      ``why`` (an EndReason) and the attributes it ran with (``attrs``)
+``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted /
+                      retrying (failed, and it will run again), ``why`` (an EndReason), the
+                      attributes it ran with (``attrs``); for a failed or retrying run ``att``,
+                      which attempt it was (1 for the first), and for a retrying one ``at``,
+                      the wall time before which it is not handed out again (if later than now)
 ``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
 ``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
 ``bye``               farmer ``f`` left; anything it still held is pending again
@@ -29,6 +32,9 @@ ADD, HELLO, CLAIM, START, END = "add", "hello", "claim", "start", "end"
 RELEASE, RETRY, BYE, DEAD = "release", "retry", "bye", "dead"
 
 FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
+#: A failed run of a task that has attempts left: pending again (an older reader, which does not
+#: know this state, takes it for an interruption, which also makes the task pending again).
+RETRYING = "retrying"
 
 Record = dict[str, Any]
 
@@ -73,9 +79,14 @@ def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: in
 
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
-        host: str, rank: int, slot: int, why: str | None = None, attrs: dict[str, Any] | None = None) -> Record:
+        host: str, rank: int, slot: int, why: str | None = None, attrs: dict[str, Any] | None = None,
+        att: int | None = None, at: float | None = None) -> Record:
     record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": t0, "t1": t1, "host": host,
                       "rank": rank, "slot": slot}
+    if att is not None:
+        record["att"] = att
+    if at is not None:
+        record["at"] = round(at, 3)
     if sig is not None:
         record["sig"] = sig
     if why is not None:

@@ -324,12 +324,15 @@ def attempts(logs: str, task: int) -> list[Attempt]:
                 found.append(Attempt(task, entry.get("t0"), float(entry.get("t1") or 0.0), entry.get("rc"),
                                      index.identity.get("f"), index.identity.get("rank"),
                                      index.identity.get("host"), f"{index.stem}.{entry['pack']}", output))
-    plain = os.path.join(logs, f"log_{task}")
-    try:
-        with open(plain, "rb") as stream:
-            found.append(Attempt(task, None, os.fstat(stream.fileno()).st_mtime, None, None, None, None, plain,
-                                 stream.read()))
-    except OSError:
-        pass
+    # the files layout: log_ID, and log_ID.N for the earlier attempts of a task that was retried
+    stem = f"log_{task}"
+    for name in [stem, *(n for n in names if n.startswith(stem + ".") and n[len(stem) + 1 :].isdigit())]:
+        plain = os.path.join(logs, name)
+        try:
+            with open(plain, "rb") as stream:
+                found.append(Attempt(task, None, os.fstat(stream.fileno()).st_mtime, None, None, None, None, plain,
+                                     stream.read()))
+        except OSError:
+            pass
     found.sort(key=lambda a: (a.t1, a.t0 or 0.0))
     return found

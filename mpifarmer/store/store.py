@@ -82,6 +82,7 @@ class Identity:
 class SyncResult:
     claimed: list[int]
     holders: dict[str, Liveness]  # verdicts on other farmers that hold claims
+    delay_end: float | None = None  # when the first task waiting for its retry delay may be claimed
 
 
 class Store:
@@ -249,7 +250,7 @@ class Store:
                     out.append(self._add_record(first, tasks.texts[first : first + ADD_LINES]))
             ended = self._apply_own(out)
             holders = self._sweep(out) if self.ledger.others_holding(self.fid) else {}
-            claim = self.ledger.claim(self.fid, want) if want > 0 else None
+            claim = self.ledger.claim(self.fid, want, self.clock()) if want > 0 else None
             if claim is not None:
                 out.append(claim)
             self.journal.append(out)
@@ -258,7 +259,7 @@ class Store:
                 self.compact()
         finally:
             self.lock.release()
-        return SyncResult(claim["ids"] if claim else [], holders)
+        return SyncResult(claim["ids"] if claim else [], holders, self.ledger.next_delay_end())
 
     def close(self, out: list[dict[str, Any]], lock_timeout: float | None = None) -> bool:
         """Append ``out`` and a ``bye``, rewrite the views; False if the lock was not had within

@@ -213,10 +213,14 @@ class _Timeline:
         host, rank, tid = run.get("host", "?"), int(run.get("rank", 0)), int(run.get("slot", 0))
         self.keys.add((host, rank, tid))
         args = {"id": run["id"], "status": run["st"], "rc": run.get("rc")}
-        if "sig" in run:
-            args["signal"] = run["sig"]
-        return {"name": f"task {run['id']}", "cat": run["st"], "ph": "X", "pid": _pid(host, rank), "tid": tid,
-                "ts": round(t0 * 1e6), "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args}
+        for key, arg in (("sig", "signal"), ("why", "reason"), ("att", "attempt")):
+            if key in run:
+                args[arg] = run[key]
+        attrs = run.get("attrs")
+        name = attrs.get("name") if isinstance(attrs, dict) else None
+        return {"name": f"{name} (task {run['id']})" if name else f"task {run['id']}", "cat": run["st"], "ph": "X",
+                "pid": _pid(host, rank), "tid": tid, "ts": round(t0 * 1e6),
+                "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args}
 
 
 def _pid(host: str, rank: int) -> int:

@@ -39,6 +39,15 @@ class TaskList:
                             f"not {spec!r}")
         return TaskSpec(command, attrs)
 
+    def check(self, line: str) -> None:
+        """Raise ValueError saying what is wrong with ``line``, if anything. The farmer checks every
+        task line before it runs anything (and every line appended later), so that a bad line
+        stops it with an error naming the file and line. The base class accepts every line."""
+
+    def checks_lines(self) -> bool:
+        """Whether :meth:`check` is overridden (else the farmer skips a call per line)."""
+        return type(self).check is not TaskList.check
+
     def may_give_attributes(self) -> bool:
         """False for the handlers of this module, which return bare strings: a farmer then skips
         asking for the attributes of every line it adds (a second call per line at start-up)."""

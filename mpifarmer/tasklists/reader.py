@@ -9,6 +9,7 @@ running farm picks up lines appended to its list without reading the whole file 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import BinaryIO
 from mpifarmer.errors import TaskListError
 from mpifarmer.scheduling.texts import Texts
 
-__all__ = ["TaskLines", "read_task_lines"]
+__all__ = ["TaskLines", "check_lines", "read_task_lines"]
 
 
 
@@ -121,6 +122,17 @@ def _parse(path: Path, chunks: list[bytes], lineno: int, result: TaskLines) -> i
             result.linenos.append(lineno)
         lineno += 1
     return lineno
+
+
+def check_lines(path: str | Path, texts: Iterable[str], linenos: Iterable[int],
+                check: Callable[[str], None]) -> None:
+    """Raise :class:`TaskListError` naming the file and line of the first task line that ``check``
+    (a task-list handler's :meth:`~mpifarmer.tasklists.TaskList.check`) rejects."""
+    for text, lineno in zip(texts, linenos, strict=True):
+        try:
+            check(text)
+        except ValueError as error:
+            raise TaskListError(path, str(error), lineno) from None
 
 
 def _all_plain(chunks: list[bytes]) -> bool:

@@ -16,14 +16,17 @@ from typing import Any, NamedTuple
 __all__ = ["VERSION", "Beat", "Bye", "Drain", "Ended", "Finish", "Hello", "Message", "Ping", "Released",
            "Started", "Stop", "TaskEnd", "TaskStart", "TaskWork", "Work"]
 
-VERSION = 2
+VERSION = 3
 
 
 class TaskWork(NamedTuple):
+    """``attempt``: (this attempt, attempts allowed) for a task that may be retried, else None."""
+
     id: int
     line: str
     command: str
     attrs: dict[str, Any] = {}  # as recorded with the task (never mutated: the default is shared)
+    attempt: tuple[int, int] | None = None
 
 
 class TaskStart(NamedTuple):

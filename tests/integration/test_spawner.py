@@ -218,3 +218,30 @@ def test_the_pools_helpers_survive_a_stop_signal_the_moment_they_start(tmp_path:
         assert [child.poll() for child in started] == [None, None]
     finally:
         pool.close()
+
+
+def test_a_spawner_whose_farmer_died_before_it_read_its_requests_starts_none_of_them(tmp_path: Path) -> None:
+    """Crash harness, lock mode: a farmer killed while its spawner was still starting up left run requests
+    in the pipe; the spawner started them after another farmer had taken the tasks over, and the stray
+    run's O_TRUNC of the log cut the output of the run that finished."""
+    import json
+    import marshal
+    import struct
+    import sys
+
+    from mpifarmer import _spawnd
+
+    life_read, life_write = os.pipe()
+    spawner = subprocess.Popen([sys.executable, "-I", "-S", _spawnd.__file__, json.dumps({"slots": 2}),
+                                str(life_write)], stdin=subprocess.PIPE, pass_fds=(life_write,))
+    os.close(life_write)
+    try:
+        logs = [tmp_path / f"log_{task}" for task in range(2)]
+        for task, log in enumerate(logs):
+            payload = marshal.dumps(("run", task, ["/bin/sh", "-c", "true"], str(log), {}, {"slots": 1}, None, None))
+            spawner.stdin.write(struct.pack(">I", len(payload)) + payload)  # type: ignore[union-attr]
+        spawner.stdin.close()  # type: ignore[union-attr]  # the farmer is gone before the spawner has read a byte
+        assert spawner.wait(timeout=HANG) == 0
+    finally:
+        os.close(life_read)
+    assert not any(log.exists() for log in logs)  # nothing was started, no log truncated

@@ -127,13 +127,47 @@ class Run:
     overlap: bool = False
 
 
-def task_line(task: int, seconds: float, out: Path, locks: Path, marker: str) -> str:
-    """A task that records its run, holds its per-task flock while it works, and carries ``marker``."""
+@dataclass(frozen=True)
+class Flaw:
+    """How a task of the mix misbehaves: its first ``fails`` runs that get going fail, by exiting 1
+    (``hang`` False) or by outlasting the time limit the task has (``hang`` True); it has as many
+    retries as it fails, so that it finishes within them."""
+
+    fails: int
+    hang: bool
+
+
+def task_line(task: int, seconds: float, out: Path, locks: Path, marker: str, flaw: Flaw | None = None) -> str:
+    """A task that records its run, holds its per-task flock while it works, and carries ``marker``;
+    with a ``flaw``, its first runs count themselves (under the flock) and fail."""
     q_out, q_lock = shlex.quote(str(out)), shlex.quote(str(locks / str(task)))
     stamp = '"$EPOCHREALTIME $MPIFARMER_FARMER"'
+    fail = ""
+    if flaw is not None:
+        q_count = shlex.quote(str(locks / f"{task}.runs"))
+        how = "sleep 60" if flaw.hang else f"echo {task} $N fail {stamp} >> {q_out}; exit 1"
+        fail = f"echo x >> {q_count}; if [ $(wc -l < {q_count}) -le {flaw.fails} ]; then {how}; fi; "
     return (f"N=$$.$SRANDOM; exec 9>>{q_lock}; flock -n 9 || echo {task} $N overlap {stamp} >> {q_out}; "
-            f"echo {task} $N start {stamp} >> {q_out}; echo {task} $N out-start; sleep {seconds:.3f}; "
+            f"echo {task} $N start {stamp} >> {q_out}; {fail}echo {task} $N out-start; sleep {seconds:.3f}; "
             f"echo {task} $N out-end; echo {task} $N end {stamp} >> {q_out} # {marker}")
+
+
+def jsonl_line(command: str, seconds: float, flaw: Flaw | None) -> str:
+    """The task's line in the round's ``-t jsonl`` list: its retries and time limit, if it is flawed."""
+    item: dict = {"cmd": command}
+    if flaw is not None:
+        item["retries"] = flaw.fails
+        if flaw.hang:
+            item["timeout"] = round(seconds + 3.0, 3)  # well above its good run, on a loaded machine too
+    return json.dumps(item)
+
+
+def without_attempt_line(task: int, output: bytes) -> bytes:
+    """A run's output without the line that begins each attempt of a task that may be retried."""
+    prefix = f"mpifarmer: task {task}, attempt ".encode()
+    if output.startswith(prefix):
+        return output.split(b"\n", 1)[1] if b"\n" in output else b""
+    return output
 
 
 def read_runs(out: Path) -> dict[int, list[Run]]:
@@ -240,6 +274,8 @@ class Figures:
     packed_rounds: int = 0
     outputs: int = 0  # finished runs whose output was read back through the log reader
     index_lines: int = 0  # packed index lines checked (after kills and at the end)
+    retries: int = 0  # failed attempts recorded retrying (of flawed tasks, each within its retries)
+    timeouts: int = 0  # of those, runs stopped for their time limit
     kinds: Counter = field(default_factory=Counter)
     last_record: Counter = field(default_factory=Counter)  # the killed farmer's last journal record kind
     tasks: int = 0
@@ -267,7 +303,8 @@ class Figures:
                 f"drained on SIGTERM before their SIGKILL; {self.compactions} journal compactions; "
                 f"{self.farmers} farmers started; {self.tasks} tasks, {self.runs} runs, {self.duplicates} "
                 f"duplicates, {self.unexplained} unexplained duplicates, {self.losses} losses, {self.overlaps} "
-                f"overlaps, {self.finished_reruns} reruns of finished tasks; {self.checks} state checks; "
+                f"overlaps, {self.finished_reruns} reruns of finished tasks; {self.retries} failed attempts retried "
+                f"({self.timeouts} timed out), none beyond a task's retries; {self.checks} state checks; "
                 f"{self.seconds:.0f} s; {len(self.problems)} problems")
 
 
@@ -399,7 +436,9 @@ class Round:
         self.locks.mkdir()
         self.marker = f"crashmark-{os.getpid()}-{mode}-{number}-{rng.randrange(1 << 30)}"
         self.lines: list[str] = []
-        self.tasks = self.root / "tasks.txt"
+        self.flaws: dict[int, Flaw] = {}
+        self.retry_delay = 0.2 if number % 3 == 2 else 0.0
+        self.tasks = self.root / "tasks.jsonl"
         self.tasks.touch()
         self._append_tasks(BATCH[mode])
         self.workdir = self.root / "wd"
@@ -420,11 +459,26 @@ class Round:
 
     def _append_tasks(self, count: int) -> None:
         """Append ``count`` tasks to the list (a restart picks them up; a running farm notices them)."""
-        new = [task_line(i, self._duration(), self.out, self.locks, self.marker)
-               for i in range(self.count, self.count + count)]
+        new = []
+        for task in range(self.count, self.count + count):
+            seconds, flaw = self._duration(), self._flaw()
+            if flaw is not None and flaw.hang:
+                seconds = min(seconds, 0.3)
+            if flaw is not None:
+                self.flaws[task] = flaw
+            new.append(jsonl_line(task_line(task, seconds, self.out, self.locks, self.marker, flaw), seconds, flaw))
         with self.tasks.open("a") as stream:
             stream.write("".join(line + "\n" for line in new))
         self.lines.extend(new)
+
+    def _flaw(self) -> Flaw | None:
+        """About one task in eight fails once or twice (one in forty by outlasting its time limit)."""
+        draw = self.rng.random()
+        if draw < 0.025:
+            return Flaw(1, hang=True)
+        if draw < 0.125:
+            return Flaw(self.rng.choice((1, 1, 2)), hang=False)
+        return None
 
     def _duration(self) -> float:
         draw = self.rng.random()
@@ -439,7 +493,9 @@ class Round:
     # -- farmers --
 
     def _argv(self) -> list[str]:
-        farmer = [sys.executable, "-m", "mpifarmer", str(self.tasks), "-w", str(self.workdir)]
+        farmer = [sys.executable, "-m", "mpifarmer", str(self.tasks), "-w", str(self.workdir), "-t", "jsonl"]
+        if self.retry_delay:
+            farmer += ["--retry-delay", str(self.retry_delay)]
         if self.packed:
             farmer += ["--logs", "packed"]
         if self.mode == "mpi":
@@ -662,6 +718,7 @@ class Round:
                 if output is None:
                     figures.problem(f"{where}: {path.name}: entry {entry} names bytes its pack does not hold")
                     continue
+                output = without_attempt_line(entry["id"], output)
                 nonces = {line.split()[1] for line in output.decode(errors="replace").splitlines()
                           if len(line.split()) == 3 and line.split()[0] == str(entry["id"])}
                 known = {run.nonce for run in runs.get(entry["id"], [])}
@@ -679,7 +736,8 @@ class Round:
             if last is None or last.end is None:
                 continue  # reported by verify_runs
             wanted = f"{task} {last.nonce} out-start\n{task} {last.nonce} out-end\n".encode()
-            found = [a.output for a in attempts(os.fspath(self.workdir / "logs"), task)]
+            found = [without_attempt_line(task, a.output) if a.output is not None else None
+                     for a in attempts(os.fspath(self.workdir / "logs"), task)]
             if wanted not in found:
                 figures.problem(f"{where}: task {task}'s finished run {last.nonce} has no readable output "
                                 f"({'packed' if self.packed else 'files'} layout; found {found[-3:]!r})")
@@ -729,7 +787,8 @@ class Round:
                        "interrupted" and r.get("f") in self.signalled_fids | self.spawner_fids}
         failed = sorted({int(r["id"]) for r in journal.records if r["e"] == "end" and r.get("st") == "failed"})
         if failed:
-            figures.problem(f"{where}: tasks recorded failed (none of them can fail): {failed[:10]}")
+            figures.problem(f"{where}: tasks recorded failed (every task finishes within its retries): {failed[:10]}")
+        retried = self._check_attempts(journal.records)
         runs = read_runs(self.out)
         figures.tasks += self.count
         for task in range(self.count):
@@ -751,12 +810,40 @@ class Round:
             for extra in task_runs[:-1]:
                 if extra.farmer in self.killed_fids or (task, extra.farmer) in interrupted:
                     continue
+                if extra.end is None and retried.get((task, extra.farmer), 0) > 0:
+                    retried[task, extra.farmer] -= 1  # a failed attempt, recorded as such by its farmer
+                    continue
                 if extra.farmer in self.spawner_fids and extra.end is None:
                     continue  # killed with the spawner before its start was known to the pool
                 figures.unexplained += 1
                 figures.problem(f"{where}: task {task} ran more than once, and run {extra.nonce} belonged "
                                 f"to farmer {extra.farmer or '?'}, which was neither killed nor recorded it "
                                 "interrupted")
+
+    def _check_attempts(self, records: list[dict]) -> Counter:
+        """Only flawed tasks fail; each attempt is numbered one more than the last, whatever was killed
+        between them (attempts count across restarts); no task uses more than its retries + 1; a
+        task that hangs fails by its time limit. Return the retrying records by (task, farmer)."""
+        figures, where = self.figures, self.where
+        attempts: dict[int, list[dict]] = {}
+        for record in records:
+            if record["e"] == "end" and record.get("st") == "retrying":
+                attempts.setdefault(int(record["id"]), []).append(record)
+        retried: Counter = Counter()
+        for task, found in attempts.items():
+            figures.retries += len(found)
+            flaw = self.flaws.get(task)
+            numbers = [record.get("att") for record in found]
+            if flaw is None:
+                figures.problem(f"{where}: task {task}, which cannot fail, was recorded retrying: {found[:2]}")
+            elif numbers != list(range(1, len(found) + 1)) or len(found) > flaw.fails:
+                figures.problem(f"{where}: task {task} (retries {flaw.fails}) has attempts {numbers}")
+            elif {record.get("why") for record in found} != {"timed-out" if flaw.hang else "exited"}:
+                figures.problem(f"{where}: task {task} ({flaw}) failed for {[r.get('why') for r in found]}")
+            figures.timeouts += sum(record.get("why") == "timed-out" for record in found)
+            for record in found:
+                retried[task, record.get("f")] += 1
+        return retried
 
     def verify_snapshot(self) -> None:
         """The one snapshot left is the journal generation's, and it holds what the history replays to."""
@@ -782,8 +869,10 @@ class Round:
         except SnapshotError as error:
             figures.problem(f"{where}: {error}")
             return
-        if (list(snapshot.lines), snapshot.status, snapshot.changes, snapshot.owner) != \
-                (list(replayed.lines), replayed.status, replayed.changes, replayed.owner):
+        if (list(snapshot.lines), snapshot.status, snapshot.changes, snapshot.owner, snapshot.attempts,
+                snapshot.delayed) != \
+                (list(replayed.lines), replayed.status, replayed.changes, replayed.owner, replayed.attempts,
+                 replayed.delayed):
             figures.problem(f"{where}: snapshot.{generation} differs from a replay of the journal history")
 
     def verify_views(self) -> None:

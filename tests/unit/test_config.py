@@ -21,7 +21,7 @@ from mpifarmer.config import (
 from mpifarmer.errors import ConfigError
 from mpifarmer.runners import BasicRunner, ShifterRunner
 from mpifarmer.task import Task
-from mpifarmer.tasklists import ListTaskList, TemplateTaskList
+from mpifarmer.tasklists import JsonTaskList, ListTaskList, TemplateTaskList
 
 
 def write(path: Path, text: str) -> Path:
@@ -108,12 +108,13 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 # --- defaults ---------------------------------------------------------------------------------
 
 
-def test_no_files_gives_only_the_defaults(home: Path, cwd: Path) -> None:
+def test_no_files_gives_only_the_built_in_definitions(home: Path, cwd: Path) -> None:
     runners = load_runner_definitions(home)
     assert runners == {"default": Definition("default", "mpifarmer.runners.BasicRunner", BasicRunner, {}, None, None)}
     handlers = load_tasklist_definitions(home, cwd)
     assert handlers == {
-        "default": Definition("default", "mpifarmer.tasklists.ListTaskList", ListTaskList, {}, None, None)
+        "default": Definition("default", "mpifarmer.tasklists.ListTaskList", ListTaskList, {}, None, None),
+        "jsonl": Definition("jsonl", "mpifarmer.tasklists.JsonTaskList", JsonTaskList, {}, None, None),
     }
     assert isinstance(make_runner("default", runners), BasicRunner)
     assert isinstance(make_tasklist("default", handlers), ListTaskList)
@@ -501,7 +502,8 @@ def test_unknown_runner_name_suggests_a_close_one(home: Path) -> None:
 def test_unknown_tasklist_name(home: Path, cwd: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         make_tasklist("files", load_tasklist_definitions(home, cwd))
-    assert str(caught.value).startswith("unknown task-list handler 'files'; defined task-list handlers: default (")
+    assert str(caught.value).startswith(
+        "unknown task-list handler 'files'; defined task-list handlers: default, jsonl (")
 
 
 # --- task-list handlers -----------------------------------------------------------------------
@@ -524,7 +526,7 @@ def test_tasklists_d_ini_and_yaml(home: Path, cwd: Path) -> None:
         """,
     )
     definitions = load_tasklist_definitions(home, cwd)
-    assert sorted(definitions) == ["default", "files", "plain"]
+    assert sorted(definitions) == ["default", "files", "jsonl", "plain"]
     files = make_tasklist("files", definitions)
     assert isinstance(files, TemplateTaskList)
     assert files.command("a b") == "process --in 'a b' --out 'a b'.out"
@@ -588,7 +590,7 @@ def test_current_directory_ignores_files_that_are_not_definitions(home: Path, cw
     write(cwd / "big.yaml", "t: {TaskList: no.Such}\n" + "# padding\n" * 200_000)
     (cwd / "dir.yaml").mkdir()
     write(cwd / "mixed.ini", "[metadata]\nname = x\n[t]\nTaskList = mpifarmer.tasklists.ListTaskList\n")
-    assert sorted(load_tasklist_definitions(home, cwd)) == ["default", "t"]
+    assert sorted(load_tasklist_definitions(home, cwd)) == ["default", "jsonl", "t"]
 
 
 def test_current_directory_definition_with_errors_is_reported(home: Path, cwd: Path) -> None:

@@ -25,29 +25,29 @@ def must_not_ask() -> bool:
 
 
 def test_exit_0_is_finished_and_the_disk_is_not_looked_at() -> None:
-    assert policy.classify_end(0, reason=EXITED, stopping=False, disk_full=must_not_ask) == (rec.FINISHED, None)
+    assert policy.classify_end(0, reason=EXITED, stopping=False, disk_full=must_not_ask) == (rec.FINISHED, None, None)
 
 
 @pytest.mark.parametrize(("reason", "stopping"), [(STOPPED, False), (LOST, False), (SIGNALLED, True),
                                                   (STOPPED, True)])
 def test_runs_ended_by_the_farmers_side_or_during_a_stop_are_interrupted(reason: str, stopping: bool) -> None:
     verdict = policy.classify_end(-signal.SIGKILL, reason=reason, stopping=stopping, disk_full=must_not_ask)
-    assert verdict == (rec.INTERRUPTED, None)
+    assert verdict == (rec.INTERRUPTED, None, None)
 
 
 @pytest.mark.parametrize("stopping", [False, True])
 def test_a_task_that_asks_for_more_than_the_pool_has_is_failed_not_run_again(stopping: bool) -> None:
     verdict = policy.classify_end(127, reason=EndReason.UNAVAILABLE, stopping=stopping, disk_full=must_not_ask)
-    assert verdict == (rec.FAILED, None)
+    assert verdict == (rec.FAILED, None, 1)
 
 
 def test_a_failure_on_a_full_disk_is_interrupted_and_drains() -> None:
-    state, drain = policy.classify_end(1, reason=EXITED, stopping=False, disk_full=lambda: True)
+    state, drain, _ = policy.classify_end(1, reason=EXITED, stopping=False, disk_full=lambda: True)
     assert state == rec.INTERRUPTED and drain is not None and "full" in drain
 
 
 def test_a_plain_failure_is_failed() -> None:
-    assert policy.classify_end(2, reason=EXITED, stopping=False, disk_full=never_full) == (rec.FAILED, None)
+    assert policy.classify_end(2, reason=EXITED, stopping=False, disk_full=never_full) == (rec.FAILED, None, 1)
     assert policy.classify_end(-signal.SIGSEGV, reason=SIGNALLED, stopping=False,
                                disk_full=never_full).state == rec.FAILED
     assert policy.classify_end(-signal.SIGTERM, reason=EndReason.TIMED_OUT, stopping=False,
