@@ -234,6 +234,8 @@ def read_index(path: str, task: int | None = None) -> IndexText:
         data = stream.read()
     end = data.rfind(b"\n") + 1
     tail = data[end:]
+    if end == 0:  # created, its writer killed before the first line was whole: nothing in it yet
+        return IndexText(path, {}, [], 0, tail)
     first, _, body = data[:end].partition(b"\n")
     try:
         identity = json.loads(first)

@@ -708,7 +708,8 @@ class Round:
             except OSError as error:
                 figures.problem(f"{where}: cannot read {path.name} ({error})")
                 continue
-            if index.damaged or not index.identity.get("f"):
+            unwritten = not index.identity and not index.entries and not index.damaged
+            if index.damaged or (not index.identity.get("f") and not (unwritten and self.writers_killed)):
                 figures.problem(f"{where}: {path.name} has {index.damaged} damaged lines (identity {index.identity})")
             if index.tail and not self.writers_killed:
                 figures.problem(f"{where}: {path.name} ends in a partial line though no writer was killed")

@@ -199,3 +199,15 @@ def fake_workdir(tmp_path: Path, count: int) -> WorkDir:
     workdir.journal.write_text(json.dumps({"e": "add", "first": 0, "lines": ["true"] * count},
                                           separators=(",", ":")) + "\n")
     return workdir
+
+
+@pytest.mark.parametrize("left", [b"", b'{"pack": 1, "f": "f0'])
+def test_an_index_whose_writer_died_before_its_first_line_was_whole_holds_nothing(tmp_path: Path,
+                                                                                   left: bytes) -> None:
+    """A spawner killed between creating its index and writing the first line leaves it empty or
+    with a partial line (the crash harness found an empty one): nothing damaged, nothing to read."""
+    index_path = tmp_path / "pack.f0.r0.g0.index"
+    index_path.write_bytes(left)
+    index = read_index(str(index_path))
+    assert (index.identity, index.entries, index.damaged, index.tail) == ({}, [], 0, left)
+    assert attempts(str(tmp_path), 0) == []
