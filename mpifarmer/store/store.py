@@ -151,9 +151,7 @@ class Store:
         ``running`` follow in the background at once if anything changed, the timeline at its pace."""
         if not exact:
             self._write_snapshot(Snapshot.of(self.ledger), (Status.FINISHED, Status.FAILED), timeline=False)
-            if self._views_error is not None:
-                error, self._views_error = self._views_error, None
-                raise error
+            self._raise_views_error()
         now = self.clock()
         self._views_at = 0.0 if changed or not exact else now
         self._timeline_at = now
@@ -482,9 +480,7 @@ class Store:
             self._views_thread.start()
         else:
             self._write_snapshot(snapshot, statuses, timeline)
-        if self._views_error is not None:
-            error, self._views_error = self._views_error, None
-            raise error
+        self._raise_views_error()
 
     def _write_snapshot(self, snapshot: Snapshot, statuses: tuple[int, ...], timeline: bool) -> None:
         try:
@@ -498,6 +494,12 @@ class Store:
                 self._timeline_cost = time.perf_counter() - start
         except OSError as error:
             self._views_error = error  # raised in the main thread, by the next write_views
+
+    def _raise_views_error(self) -> None:
+        """Raise, in the main thread, what the last view write (perhaps a background one) failed with."""
+        if self._views_error is not None:
+            error, self._views_error = self._views_error, None
+            raise error
 
     def _join_views(self) -> None:
         if self._views_thread is not None:
@@ -518,9 +520,7 @@ class Store:
         self._write_snapshot(Snapshot.of(self.ledger), statuses, timeline)
         self._task_views_at = stamp["changes"]
         self._views_at = self.clock()
-        if self._views_error is not None:
-            error, self._views_error = self._views_error, None
-            raise error
+        self._raise_views_error()
         if timeline:
             with atomic_write(self.workdir.views_stamp) as stream:
                 json.dump(stamp, stream)
