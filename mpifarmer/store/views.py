@@ -13,8 +13,6 @@ end records (:func:`write_timeline`): no run is held in memory.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -27,7 +25,7 @@ from typing import IO, Any, BinaryIO
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import Ledger, Status
 from mpifarmer.scheduling.texts import Texts
-from mpifarmer.store.journal import read_header
+from mpifarmer.store.history import batches, journals
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
 __all__ = ["TASK_VIEWS", "Snapshot", "append_lines", "timeline_events", "write_timeline", "write_views"]
@@ -98,28 +96,21 @@ def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
     into ``history/timeline.G.part`` (with the hosts, ranks and slots it uses beside it, in
     ``timeline.G.keys``, written last), and copied from there: a rewrite parses only the current
     generation, however long the farm has run."""
-    try:
-        journal = workdir.journal.open("rb")  # first: a compaction meanwhile must not hide a generation
-    except FileNotFoundError:
-        journal = io.BytesIO()
-    with journal:
-        generation, _ = read_header(journal.read(512))
-        journal.seek(0)
+    with journals(workdir) as (generation, streams):
         keys: set[tuple[str, int, int]] = set()
-        parts = []
-        for old in range(generation):
-            part, old_keys = _compacted_part(workdir, old, chunk)
-            keys |= old_keys
-            parts.append(part)
         builder = _Timeline()
         with atomic_write(workdir.timeline) as stream:
             stream.write('{"traceEvents":[')
             out = _Commas(stream)
-            for part in parts:
-                with part.open(encoding="utf-8") as source:
-                    out.copy(source)
-            for text in _event_texts(builder, _end_records(journal, chunk)):
-                out.write(text)
+            for number, journal in streams:
+                if number < generation:
+                    part, old_keys = _compacted_part(workdir, number, journal, chunk)
+                    keys |= old_keys
+                    with part.open(encoding="utf-8") as source:
+                        out.copy(source)
+                else:
+                    for text in _event_texts(builder, _end_records(journal, chunk)):
+                        out.write(text)
             out.write(json.dumps(_metadata(keys | builder.keys), separators=(",", ":"))[1:-1])
             stream.write('],"displayTimeUnit":"ms"}')
 
@@ -150,7 +141,8 @@ def _event_texts(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) ->
         yield json.dumps(events, separators=(",", ":"))[1:-1]
 
 
-def _compacted_part(workdir: WorkDir, generation: int, chunk: int) -> tuple[Path, set[tuple[str, int, int]]]:
+def _compacted_part(workdir: WorkDir, generation: int, journal: BinaryIO,
+                   chunk: int) -> tuple[Path, set[tuple[str, int, int]]]:
     """The trace text of a compacted generation and the keys it uses, made once. Two writers may
     make them at once (views are written outside the lock): both write the same, whole, files."""
     part = workdir.history / f"timeline.{generation}.part"
@@ -162,35 +154,17 @@ def _compacted_part(workdir: WorkDir, generation: int, chunk: int) -> tuple[Path
     builder = _Timeline()
     with atomic_write(part) as stream:
         out = _Commas(stream)
-        for text in _event_texts(builder, _end_records(workdir.old_journal(generation), chunk)):
+        for text in _event_texts(builder, _end_records(journal, chunk)):
             out.write(text)
     with atomic_write(keys_path) as stream:
         json.dump(sorted(builder.keys), stream)
     return part, builder.keys
 
 
-def _end_records(journal: Path | BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
+def _end_records(journal: BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
     """A journal's end records, a list per chunk read (a torn last line is left out)."""
-    try:
-        stream = journal.open("rb") if isinstance(journal, Path) else contextlib.nullcontext(journal)
-    except FileNotFoundError:
-        return
-    with stream as stream:
-        rest = b""
-        while data := stream.read(chunk):
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            data, rest = data[:cut], data[cut:]
-            found = []
-            for line in data.splitlines():
-                if b'"e":"end"' in line:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict) and record.get("e") == rec.END:
-                        found.append(record)
-            yield found
+    for found in batches(journal, b'"e":"end"', chunk):
+        yield [record for record in found if record.get("e") == rec.END]
 
 
 class _Timeline:
