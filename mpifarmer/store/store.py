@@ -30,6 +30,7 @@ from mpifarmer.scheduling.liveness import Facts, Liveness, judge
 from mpifarmer.store.journal import GenerationChanged, Journal, NewerJournal, compaction_step
 from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.snapshot import SnapshotError, read_snapshot, write_snapshot
+from mpifarmer.store.timeline_child import TimelineChild
 from mpifarmer.store.views import Snapshot, append_lines, view_path, write_timeline, write_views
 from mpifarmer.store.workdir import WorkDir, atomic_write
 from mpifarmer.tasklists.reader import TaskLines
@@ -109,6 +110,7 @@ class Store:
         self._views_cost = 0.0
         self._timeline_at = 0.0
         self._timeline_cost = 0.0
+        self._timeline_child = TimelineChild(workdir)
         self._view_append_failed = False
         self._task_views_at = -1  # the ledger's change count at the last rewrite of every task view
         self._views_thread: threading.Thread | None = None
@@ -445,41 +447,43 @@ class Store:
 
     def views_due(self) -> bool:
         """Whether a background rewrite is due: of ``toprocess`` and ``running`` at least 2 s and
-        20 times their last cost apart, of the timeline 10 s and 20 times its cost; and the
-        previous background write is done."""
-        if self._views_thread is not None and self._views_thread.is_alive():
-            return False
+        20 times their last cost apart (and the previous one done), of the timeline 10 s and 20
+        times its cost (and the previous timeline child done)."""
         return self._task_views_due() or self._timeline_due()
 
     def _task_views_due(self) -> bool:
+        if self._views_thread is not None and self._views_thread.is_alive():
+            return False
         return self.clock() - self._views_at >= max(2.0, 20 * self._views_cost)
 
     def _timeline_due(self) -> bool:
-        return self.clock() - self._timeline_at >= max(10.0, 20 * self._timeline_cost)
+        if self._timeline_child.running:
+            return False
+        return self.clock() - self._timeline_at >= max(10.0, 20 * max(self._timeline_cost, self._timeline_child.cost))
 
     def write_views(self, background: bool = False) -> None:
         """Rewrite the views that are due (all of them unless ``background``) from the ledger as it
-        is now; ``background`` writes them from a thread, so that a large list (seconds of
-        writing) does not hold up dispatch. A background write leaves out ``finished`` and
-        ``failed``: they are appended to under the lock, and a rewrite outside it could drop rows
-        that another farmer appended meanwhile."""
-        self._join_views()
-        snapshot = Snapshot.of(self.ledger)
+        is now; ``background`` writes ``toprocess`` and ``running`` from a thread, so that a large
+        list (seconds of writing) does not hold up dispatch, and the timeline from a child process
+        (:mod:`mpifarmer.store.timeline_child`), which needs only the journal files. A background
+        write leaves out ``finished`` and ``failed``: they are appended to under the lock, and a
+        rewrite outside it could drop rows that another farmer appended meanwhile."""
         now = self.clock()
-        statuses = (Status.PENDING, Status.CLAIMED) if background else tuple(Status)
-        if background and not self._task_views_due():
-            statuses = ()
-        timeline = not background or self._timeline_due()
-        if statuses:
-            self._views_at = now
-        if timeline:
-            self._timeline_at = now
-        if background:
-            self._views_thread = threading.Thread(target=self._write_snapshot, args=(snapshot, statuses, timeline),
-                                                  name="mpifarmer-views", daemon=True)
-            self._views_thread.start()
+        if not background:
+            self._join_views()
+            self._timeline_child.stop()
+            self._views_at = self._timeline_at = now
+            self._write_snapshot(Snapshot.of(self.ledger), tuple(Status), timeline=True)
         else:
-            self._write_snapshot(snapshot, statuses, timeline)
+            if self._task_views_due():  # so the last thread is done
+                self._views_at = now
+                self._views_thread = threading.Thread(
+                    target=self._write_snapshot, args=(Snapshot.of(self.ledger), (Status.PENDING, Status.CLAIMED),
+                                                       False), name="mpifarmer-views", daemon=True)
+                self._views_thread.start()
+            if self._timeline_due():
+                self._timeline_at = now
+                self._timeline_child.start()
         self._raise_views_error()
 
     def _write_snapshot(self, snapshot: Snapshot, statuses: tuple[int, ...], timeline: bool) -> None:
@@ -502,6 +506,7 @@ class Store:
             raise error
 
     def _join_views(self) -> None:
+        self._timeline_child.stop()
         if self._views_thread is not None:
             self._views_thread.join()
             self._views_thread = None
