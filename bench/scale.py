@@ -15,7 +15,7 @@ Peak RSS is the farmer's own (``wait4``'s ru_maxrss), not its spawner's. Run wit
 ``--revision DIR`` to measure another checkout (its own ``python -m mpifarmer``) in the same
 invocation, as a baseline: ratios are printed for every figure.
 
-    python bench/scale.py --sizes 10000 100000 1000000 [--revision /tmp/baseline]
+    python bench/scale.py --sizes 10000 100000 1000000 [--revision /tmp/baseline] [--fresh-only]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def journal_times(workdir: Path) -> tuple[float, float, float]:
     return first, last, ends
 
 
-def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str]) -> dict[str, float]:
+def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str], fresh_only: bool = False) -> dict[str, float]:
     tasks = tmp / f"tasks-{size}.txt"
     tasks.write_text("".join(f"true {i}\n" for i in range(size)))
     base = [*farmer(checkout), "-r", "noop", "-n", "2"]
@@ -120,6 +120,8 @@ def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str]) -> dict[s
     figures |= {"fresh wall s": result["wall"], "fresh RSS MB": result["rss"],
                 "finished gap s": largest_gap(result["changes"], first, last),
                 "dispatch /s": size / max(1e-9, last - first)}
+    if fresh_only:
+        return figures
     result = run([*base, str(tasks), "-w", str(fresh)], env)
     figures |= {"done wall s": result["wall"], "done RSS MB": result["rss"]}
     half_list = tmp / f"half-{size}.txt"
@@ -151,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000, 1000000])
     parser.add_argument("--revision", type=Path, help="a baseline checkout, measured in the same invocation")
+    parser.add_argument("--fresh-only", action="store_true", help="only the fresh run of each size (no restarts)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mpifarmer-scale-") as name:
         tmp = Path(name)
@@ -164,7 +167,7 @@ def main() -> None:
             rows = {}
             for name, checkout in checkouts.items():
                 (tmp / name).mkdir()
-                rows[name] = measure(checkout, size, tmp / name, env)
+                rows[name] = measure(checkout, size, tmp / name, env, args.fresh_only)
                 subprocess.run(["rm", "-rf", str(tmp / name)], check=True)
             print(f"\n## {size:,} tasks")
             print("| figure | " + " | ".join(rows) + (" | ratio |" if len(rows) > 1 else " |"))
