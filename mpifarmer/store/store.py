@@ -48,6 +48,11 @@ CLOSE_GRACE = 5.0
 #: one 32 times shorter, so that the next start replays little. ``MPIFARMER_COMPACT_BYTES`` sets it.
 COMPACT_BYTES = int(os.environ.get("MPIFARMER_COMPACT_BYTES", 32 << 20))
 
+#: While the farm runs, the timeline is rewritten at most this often (seconds), and no more often
+#: than 20 times what its last rewrite took. ``MPIFARMER_TIMELINE_EVERY`` sets it (the crash
+#: harness makes it short, so that timeline children get killed too).
+TIMELINE_EVERY = float(os.environ.get("MPIFARMER_TIMELINE_EVERY", 10.0))
+
 #: Task lines per add record, and add records per journal append when a farmer adds a long list.
 ADD_LINES, ADDS_PER_APPEND = 10000, 10
 
@@ -447,8 +452,8 @@ class Store:
 
     def views_due(self) -> bool:
         """Whether a background rewrite is due: of ``toprocess`` and ``running`` at least 2 s and
-        20 times their last cost apart (and the previous one done), of the timeline 10 s and 20
-        times its cost (and the previous timeline child done)."""
+        20 times their last cost apart (and the previous one done), of the timeline TIMELINE_EVERY
+        and 20 times its cost (and the previous timeline child done)."""
         return self._task_views_due() or self._timeline_due()
 
     def _task_views_due(self) -> bool:
@@ -459,7 +464,8 @@ class Store:
     def _timeline_due(self) -> bool:
         if self._timeline_child.running:
             return False
-        return self.clock() - self._timeline_at >= max(10.0, 20 * max(self._timeline_cost, self._timeline_child.cost))
+        return self.clock() - self._timeline_at >= max(TIMELINE_EVERY, 20 * max(self._timeline_cost,
+                                                                        self._timeline_child.cost))
 
     def write_views(self, background: bool = False) -> None:
         """Rewrite the views that are due (all of them unless ``background``) from the ledger as it

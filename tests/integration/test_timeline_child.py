@@ -95,3 +95,26 @@ def test_a_child_dies_with_its_farmer(tmp_path: Path) -> None:
 
     wait_for(gone, timeout=10, what="the child to die with its parent")
     assert not wd.timeline.exists()
+
+
+def test_a_running_farm_rewrites_its_timeline_and_leaves_it_exact(tmp_path: Path) -> None:
+    """A real farm, its timeline paced at 0.2 s: timeline.json shows finished runs while later
+    tasks still run, and at rest holds every run."""
+    from tests.farmhelpers import start_farmer, write_list
+
+    tasks = write_list(tmp_path / "tasks.txt", ["true"] * 4 + ["sleep 0.3"] * 10)
+    workdir = tmp_path / "wd"
+    farm = start_farmer(tasks, "-n", "1", "-w", workdir,
+                        env=dict(os.environ, MPIFARMER_TIMELINE_EVERY="0.2"))
+    wd = WorkDir(workdir)
+
+    def some_runs_shown() -> bool:  # some, not all: the timeline at rest would show all 14
+        try:
+            return 4 <= len(_events(wd)) < 14
+        except (OSError, ValueError):
+            return False
+
+    wait_for(some_runs_shown, timeout=60, what="a timeline of some of the runs, written while the farm ran")
+    farm.communicate(timeout=120)
+    assert farm.returncode == 0
+    assert sorted(e["args"]["id"] for e in _events(wd)) == list(range(14))

@@ -26,6 +26,8 @@ a busy machine is not):
 * ``fault-compact1|2|3`` (in the rounds that compact, two of every four: their journal is compacted every 1 to
   6 kB): ``MPIFARMER_FAULT=N:compactK`` kills the farmer in its N-th compaction, after step K (snapshot
   written; old journal linked into the history; journal replaced);
+  in rounds 0 and 1 of every 4 the farmer rewrites ``timeline.json`` from a child process every 0.2 s
+  (``MPIFARMER_TIMELINE_EVERY``), so that every kind of kill also lands while a child writes it;
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
   (a stop, not a kill; the runs it recorded interrupted may run again);
@@ -431,6 +433,10 @@ class Round:
         self.compact_bytes = rng.randint(1000, 6000) if number % 4 in (1, 2) else None
         if self.compact_bytes:
             self.env["MPIFARMER_COMPACT_BYTES"] = str(self.compact_bytes)
+        # Half the rounds rewrite the timeline from a child process every 0.2 s (a real farm: every
+        # 10 s at least), so that kills land while a child writes it and the end still finds it exact.
+        if number % 4 in (0, 1):
+            self.env["MPIFARMER_TIMELINE_EVERY"] = "0.2"
         self.out = self.root / "out"
         self.locks = self.root / "locks"
         self.locks.mkdir()
