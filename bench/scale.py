@@ -109,9 +109,20 @@ def journal_times(workdir: Path) -> tuple[float, float, float]:
     return first, last, ends
 
 
+def write_lines(path: Path, first: int, end: int, append: bool = False) -> None:
+    """Lines ``true I`` for I in first .. end-1, a block at a time. This process must stay small:
+    a farmer's peak RSS as wait4 reports it is at least this process's peak at the time it was
+    started (Linux counts the memory of the parent whose address space the child's exec left,
+    and subprocess starts children with vfork), so building 10M lines in one string here made
+    every later figure at least 827 MB (session 7's 10M figures are upper bounds for that reason)."""
+    with path.open("a" if append else "w") as stream:
+        for block in range(first, end, 100_000):
+            stream.write("".join(f"true {i}\n" for i in range(block, min(end, block + 100_000))))
+
+
 def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str], fresh_only: bool = False) -> dict[str, float]:
     tasks = tmp / f"tasks-{size}.txt"
-    tasks.write_text("".join(f"true {i}\n" for i in range(size)))
+    write_lines(tasks, 0, size)
     base = [*farmer(checkout), "-r", "noop", "-n", "2"]
     figures: dict[str, float] = {}
     fresh = tmp / f"fresh-{size}"
@@ -126,10 +137,9 @@ def measure(checkout: Path, size: int, tmp: Path, env: dict[str, str], fresh_onl
     figures |= {"done wall s": result["wall"], "done RSS MB": result["rss"]}
     half_list = tmp / f"half-{size}.txt"
     half = tmp / f"half-{size}"
-    half_list.write_text("".join(f"true {i}\n" for i in range(size // 2)))
+    write_lines(half_list, 0, size // 2)
     run([*base, str(half_list), "-w", str(half)], env)
-    with half_list.open("a") as stream:
-        stream.write("".join(f"true {i}\n" for i in range(size // 2, size)))
+    write_lines(half_list, size // 2, size, append=True)
     done_before = journal_times(half)[2]
     result = run([*base, str(half_list), "-w", str(half)], env)
     first_start = first_start_after(half, done_before)
