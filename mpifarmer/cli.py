@@ -287,7 +287,7 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if handler.may_give_attributes():
             store.attributes = lambda line: handler.describe(line).attrs
         try:
-            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
+            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode, _proc(args)), task_list=str(task_list),
                        retry_failed=args.retry_failed)
         except OSError as error:  # disk full, quota, I/O error: nothing was run
             raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
@@ -303,8 +303,13 @@ def _stop_requested() -> bool:
     return process_flags().stop_requests > 0
 
 
+def _proc(args: argparse.Namespace) -> int:
+    """The slots of this process's pool: -n, else the CPUs it may use."""
+    return args.proc or environment.available_cpus()
+
+
 def _options(args: argparse.Namespace) -> FarmerOptions:
-    return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
+    return FarmerOptions(task_list=Path(args.tasklist), proc=_proc(args),
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
                          rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
                          retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)

@@ -7,13 +7,15 @@ new keys may be added later: readers skip kinds they do not know and keys they d
 ====================  =================================================================
 ``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines (and
                       ``attrs``: the handler's attributes, by offset from ``first``, if any)
-``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
+``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count,
+                      ``ranks``, and ``slots``: each rank's pool, absent in older journals)
 ``claim``             farmer ``f`` claimed tasks ``ids``
 ``start``             a run of task ``id`` started (pid, host, rank, slot, time)
 ``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted /
                       retrying (failed, and it will run again), ``why`` (an EndReason), the
                       attributes it ran with (``attrs``); for a failed or retrying run ``att``,
-                      which attempt it was (1 for the first), and for a retrying one ``at``,
+                      which attempt it was (1 for the first; also on a finished run that was not
+                      the first, absent on older journals' ones), and for a retrying one ``at``,
                       the wall time before which it is not handed out again (if later than now)
 ``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
 ``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
@@ -68,7 +70,7 @@ def dead(fid: str, by: str, why: str, t: float) -> Record:
 
 
 def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
-    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks."""
+    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks, lock, slots."""
     return {"e": HELLO, "v": VERSION, "f": fid, **identity, "t": round(t, 3)}
 
 
