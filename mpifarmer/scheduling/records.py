@@ -76,8 +76,10 @@ def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
 
 def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: int, slot: int,
           t: float) -> Record:
+    """``t`` unrounded: the very ``t0`` that the run's end record will carry, so that the timeline's
+    counter starts the run where its complete event does (journals before it hold milliseconds)."""
     return {"e": START, "f": fid, "id": task, "pid": pid, "pst": pst, "host": host, "rank": rank,
-            "slot": slot, "t": round(t, 3)}
+            "slot": slot, "t": t}
 
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
