@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mpifarmer.observe.report import Report
 from mpifarmer.observe.runs import Place
@@ -131,6 +132,7 @@ def _histogram(axes, report: Report) -> None:  # noqa: ANN001 (matplotlib Axes)
               color=[colours[name] for _, name in present])
     axes.set_xlabel("seconds")
     axes.set_ylabel("runs")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     if report.finished is not None:
         for value, style, name in ((report.finished.median, "--", "median"), (report.finished.p90, ":", "p90")):
             axes.axvline(value, color="black", linestyle=style, linewidth=1, label=f"finished {name}")

@@ -69,10 +69,9 @@ def batches(stream: BinaryIO, marker: bytes | tuple[bytes, ...] | None = None,
     that contain those bytes are parsed, which is much faster when few lines are wanted (for
     example ``b'"e":"end"'``; a tuple of markers: lines with any of them); records are still
     checked to be objects."""
+    search = None
     if isinstance(marker, tuple):  # one regular expression: a single C call per line
-        wanted = re.compile(b"|".join(re.escape(one) for one in marker)).search
-    else:
-        wanted = None if marker is None else marker.__contains__
+        search = re.compile(b"|".join(re.escape(one) for one in marker)).search
     rest = b""
     while data := stream.read(chunk):
         data = rest + data
@@ -80,7 +79,10 @@ def batches(stream: BinaryIO, marker: bytes | tuple[bytes, ...] | None = None,
         data, rest = data[:cut], data[cut:]
         found = []
         for line in data.splitlines():
-            if wanted is not None and not wanted(line):
+            if search is not None:
+                if not search(line):
+                    continue
+            elif marker is not None and marker not in line:
                 continue
             try:
                 record = json.loads(line)
