@@ -13,9 +13,10 @@ runs, in whichever generation it ends; a short run is known from its end record 
 changes wait in a small buffer and are written, in time order, once they are older than
 :data:`LATENESS` behind the newest time seen on that host/rank: by then every record of an
 earlier moment has arrived (the records of one host/rank come from one farmer, on one clock,
-in the order it saw them, at most a few seconds apart). A change that still comes later than
-that (a worker that held its records for long) is written at the first moment not yet written,
-so the track stays consistent (never below 0, never above the truth) and is late by that much.
+in the order it saw them, at most a few seconds apart), and at most :data:`MAX_WAITING` of them
+wait. A change that still comes later than that (a worker that held its records for long) is
+written at the first moment not yet written, so the track stays consistent (never below 0,
+never above the truth) and is late by that much.
 
 What is left over at the end of a generation (the buffer, the long runs still open, the value
 reached) is the counter's :meth:`state`, which the next generation's part starts from: each
@@ -31,10 +32,14 @@ from typing import Any
 
 from mpifarmer.scheduling import records as rec
 
-__all__ = ["COUNTER_NAME", "LATENESS", "RunningCounter", "process_id", "run_span_us"]
+__all__ = ["COUNTER_NAME", "LATENESS", "MAX_WAITING", "RunningCounter", "process_id", "run_span_us"]
 
 #: How far behind the newest time of a host/rank a change is written, in seconds.
 LATENESS = 5.0
+#: At most this many changes of one host/rank wait: beyond it the oldest are written even if less
+#: than LATENESS old (at thousands of tasks a second, a few seconds are plenty of changes, and the
+#: records of one host/rank are then much less than a second apart).
+MAX_WAITING = 20_000
 #: The counter track's name in the trace (its series is ``tasks``).
 COUNTER_NAME = "running"
 _LATENESS_US = round(LATENESS * 1e6)
@@ -143,7 +148,11 @@ class RunningCounter:
         """The counter events that no record still to come can change."""
         events: list[dict[str, Any]] = []
         for pid, track in self._tracks.items():
-            events.extend(track.take(pid, track.newest - _LATENESS_US))
+            until = track.newest - _LATENESS_US
+            if len(track.changes) > MAX_WAITING:
+                track.changes.sort()
+                until = max(until, track.changes[-MAX_WAITING - 1][0])
+            events.extend(track.take(pid, until))
         return events
 
     def flush(self) -> list[dict[str, Any]]:

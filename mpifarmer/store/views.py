@@ -177,7 +177,9 @@ def _compacted_part(workdir: WorkDir, generation: int, journal: BinaryIO, chunk:
             out.write(text)
     state = builder.counter.state()
     with atomic_write(keys_path) as stream:
-        json.dump({"keys": sorted(builder.keys), "counter": state}, stream)
+        # json.dumps, not json.dump: only the one-shot encoder is fast, and the counter's buffer
+        # may hold many thousands of changes.
+        stream.write(json.dumps({"keys": sorted(builder.keys), "counter": state}, separators=(",", ":")))
     return part, builder.keys, state
 
 

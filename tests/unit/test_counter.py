@@ -192,3 +192,21 @@ def test_complete_events_carry_exit_code_reason_and_attempt(tmp_path: Path) -> N
         {"id": 1, "status": "retrying", "rc": 1, "reason": "exited", "attempt": 1},
         {"id": 1, "status": "finished", "rc": 0, "reason": "exited", "attempt": 2},
         {"id": 2, "status": "interrupted", "rc": 1, "reason": "drained"}]  # no attempt: it was none
+
+
+def test_at_most_max_waiting_changes_wait_and_in_order_records_stay_exact(monkeypatch) -> None:
+    from mpifarmer.store import counter as module
+
+    monkeypatch.setattr(module, "MAX_WAITING", 10)
+    counter = RunningCounter()
+    records = [end(task, task * 0.001, task * 0.001 + 0.0015, slot=task % 2) for task in range(200)]  # 1 ms apart
+    written = []
+    for record in records:
+        counter.feed(record)
+        written += counter.due()
+        assert len(counter.state()["tracks"][str(process_id("n1", 0))][3]) <= 10 + 1
+    events = timeline_events(records)
+    runs = [(e["ts"], e["ts"] + e["dur"]) for e in events if e["ph"] == "X"]
+    track = counts(written + counter.flush())
+    assert track == counts(events)
+    assert all(value == running_at(runs, ts) for ts, value in track)
