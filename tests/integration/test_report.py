@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farmhelpers import HANG, MPIEXEC, assert_one_line_error, farmer_cmd, journal, run_farmer, write_list
+from farmhelpers import (
+    HANG,
+    MPIEXEC,
+    assert_one_line_error,
+    farmer_cmd,
+    journal,
+    run_farmer,
+    start_farmer,
+    wait_for,
+    write_list,
+)
 
 #: PyTaskFarmer 0.1.0's venv, as bench/setup-baselines.sh makes it.
 PTF_VENV = Path(os.environ.get("MPIFARMER_PTF_VENV", "/tmp/venv-ptf"))
@@ -68,6 +78,23 @@ def test_the_report_of_a_known_run_has_the_utilization_worked_out_by_hand(tmp_pa
     assert "<svg" in page and "utilization: 4" in page and "<script" not in page and "http" not in page.split(
         "<svg")[0], "self-contained"
     assert state_of(workdir) == before, "report writes nothing into the work directory"
+
+
+def test_the_report_while_the_farm_runs_counts_the_runs_that_ended(tmp_path: Path,
+                                                                   clean_home: dict[str, str]) -> None:
+    tasks = write_list(tmp_path / "tasks.txt", ["sleep 0.2"] * 4 + ["sleep 30"] + ["sleep 0.2"] * 3)
+    farmer = start_farmer(tasks, "-n", "2", env=clean_home)
+    try:
+        finished = tmp_path / "tasks.txt_workdir" / "finished"
+        wait_for(lambda: finished.exists() and len(finished.read_text().splitlines()) >= 7, what="7 tasks to end")
+        found = report_json(tasks, env=clean_home)
+        assert (found["tasks"], found["finished"], found["left"]) == (8, 7, 1), "the long task is still running"
+        assert found["runs"]["finished"] == 7 and found["utilization"]["places"][0]["slots"] == 2
+        assert farmer.poll() is None, "the report did not disturb the farmer"
+    finally:
+        farmer.terminate()
+        farmer.communicate(timeout=HANG)
+    assert farmer.returncode == 3
 
 
 def test_the_report_of_an_mpi_job_has_a_row_per_rank(tmp_path: Path, clean_home: dict[str, str]) -> None:
