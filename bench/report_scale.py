@@ -1,7 +1,8 @@
 """Report and timeline at scale: what ``mpifarmer report`` and the timeline's counter track cost.
 
-Makes one work directory of N tasks with a real farmer (the NoopRunner, ``-n 2``, the journal
-compacted every ``--compact-bytes``), then measures, each ``--repeat`` times, alternating:
+Makes one work directory of N tasks with a real farmer (the NoopRunner, or with ``--hold S`` the
+HoldRunner, ``-n 2``, the journal compacted every ``--compact-bytes``), then measures, each
+``--repeat`` times, alternating:
 
   floor      reading every record through ``store.history.all_records`` (what any reader of the
              whole history pays at least): wall time, peak RSS
@@ -50,13 +51,18 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compact-bytes", type=int, default=32 << 20)
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="each task holds its slot this long (the HoldRunner; default 0: the NoopRunner, whose "
+                        "runs last 0 s, so that the counter track has almost nothing to show)")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout without the counter track")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="report-scale-") as tmp_name:
         tmp = Path(tmp_name)
         home = tmp / "home"
         (home / ".mpifarmer" / "runners.d").mkdir(parents=True)
-        (home / ".mpifarmer" / "runners.d" / "noop.ini").write_text("[noop]\nRunner = mpifarmer.runners.NoopRunner\n")
+        runner = ("[bench]\nRunner = mpifarmer.runners.HoldRunner\nseconds = " + repr(args.hold) + "\n" if args.hold
+                  else "[bench]\nRunner = mpifarmer.runners.NoopRunner\n")
+        (home / ".mpifarmer" / "runners.d" / "bench.ini").write_text(runner)
         env = dict(os.environ, HOME=str(home), MPIFARMER_COMPACT_BYTES=str(args.compact_bytes))
         env.pop("PYTHONPATH", None)
         tasks = tmp / "tasks.txt"
@@ -64,9 +70,10 @@ def main() -> None:
             stream.writelines(f"task {i}\n" for i in range(args.tasks))
         workdir = tmp / "wd"
         made = measure(python_in(HERE, "from mpifarmer.cli import main; sys.exit(main())") +
-                       [str(tasks), "-n", "2", "-r", "noop", "-w", str(workdir)], env)
+                       [str(tasks), "-n", "2", "-r", "bench", "-w", str(workdir)], env)
         generations = len(list((workdir / "history").glob("journal.*.jsonl")))
-        print(f"# {args.tasks} tasks, NoopRunner -n 2: farmer {made[0]:.1f} s, peak {made[1]:.0f} MB; "
+        what = f"HoldRunner {args.hold:g} s" if args.hold else "NoopRunner"
+        print(f"# {args.tasks} tasks, {what} -n 2: farmer {made[0]:.1f} s, peak {made[1]:.0f} MB; "
               f"{generations} compacted generations; load {open('/proc/loadavg').read().split()[:3]}")
         floor = python_in(HERE, "from mpifarmer.store.history import all_records; from mpifarmer.store.workdir "
                           f"import WorkDir; print(sum(1 for _ in all_records(WorkDir({str(workdir)!r}))))")

@@ -193,6 +193,7 @@ def _grow(farm: Farm) -> None:
 
 
 def _on_end(farm: Farm, pools: dict[tuple[str, int], _Pool], record: dict[str, Any]) -> None:
+    """One end record (called for every run: kept lean)."""
     task, state = int(record["id"]), record.get("st")
     if task >= farm.tasks:  # an end before its add: cannot be, but never index past the arrays
         farm.tasks = task + 1
@@ -202,30 +203,38 @@ def _on_end(farm: Farm, pools: dict[tuple[str, int], _Pool], record: dict[str, A
         farm.outcome[task] = _FINISHED
         if farm.retried[task]:
             farm.retried[task] |= _RETRIED_FINISHED
-    elif state == rec.FAILED:
-        if farm.outcome[task] != _FINISHED:
-            farm.outcome[task] = _FAILED
-    elif state == rec.RETRYING:
-        farm.retried[task] |= _RETRIED
-    if state in (rec.FAILED, rec.RETRYING):
+    elif state == rec.FAILED or state == rec.RETRYING:
+        if state == rec.FAILED:
+            if farm.outcome[task] != _FINISHED:
+                farm.outcome[task] = _FAILED
+        else:
+            farm.retried[task] |= _RETRIED
         counts = farm.failures.setdefault((_code(record), record.get("why") or "-"), [0, 0])
         counts[state == rec.RETRYING] += 1
     t0 = record.get("t0")
     if t0 is None:
         farm.untimed += 1
         return
-    t0, t1 = float(t0), float(record["t1"])
+    t1 = record["t1"]
     if state == rec.FINISHED:
         farm.finished_durations.append(t1 - t0)
-    elif state in (rec.FAILED, rec.RETRYING):
+    elif state == rec.FAILED or state == rec.RETRYING:
         farm.failed_durations.append(t1 - t0)
     attrs = record.get("attrs")
-    units = request_of(attrs if isinstance(attrs, dict) else {}).get("slots", 1)
-    units = units if isinstance(units, int) and units >= 0 else 1
-    host, rank = record.get("host", "?"), int(record.get("rank", 0))
-    farm.place((host, rank), _label(host, rank)).add(t0, t1, units)
+    units = 1
+    if attrs:
+        asked = request_of(attrs if isinstance(attrs, dict) else {}).get("slots", 1)
+        units = asked if isinstance(asked, int) and asked >= 0 else 1
+    host, rank = record.get("host", "?"), record.get("rank", 0)
+    key = (host, rank)
+    place = farm.places.get(key)
+    if place is None:
+        place = farm.places[key] = Place(_label(host, rank))
+    place.t0.append(t0)
+    place.t1.append(t1 if t1 > t0 else t0)
+    place.units.append(units)
     pool = pools.get((record.get("f", ""), rank))
-    if pool is not None:
+    if pool is not None and (pool.slots is None or pool.host == "?"):
         if pool.host == "?":
             pool.host = host
         pool.seen = max(pool.seen, int(record.get("slot", 0)) + 1, units)

@@ -96,13 +96,13 @@ def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
     generations compacted away).
 
     The events of a compacted generation never change, so they are turned into trace text once,
-    into ``history/timeline.G.part``, with beside it, in ``timeline.G.keys`` (written last), the
-    hosts, ranks and slots it uses and the state of the running-task counter at its end (see
-    :mod:`mpifarmer.store.counter`), and copied from there: a rewrite parses only the current
-    generation, however long the farm has run."""
+    into ``history/timeline.G.part``, with beside it the state of the running-task counter at its
+    end (``timeline.G.counter``, see :mod:`mpifarmer.store.counter`) and, written last, the hosts,
+    ranks and slots it uses (``timeline.G.keys``), and copied from there: a rewrite parses only
+    the current generation, however long the farm has run, and reads one counter state."""
     with journals(workdir) as (generation, streams):
         keys: set[tuple[str, int, int]] = set()
-        counter: dict[str, Any] | None = None
+        counter: _CounterSource = None
         expected = 0
         with atomic_write(workdir.timeline) as stream:
             stream.write('{"traceEvents":[')
@@ -117,13 +117,27 @@ def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
                     with part.open(encoding="utf-8") as source:
                         out.copy(source)
                 else:
-                    builder = _Timeline(RunningCounter(counter))
+                    builder = _Timeline(RunningCounter(_counter_state(counter)))
                     for text in _event_texts(builder, _records(journal, chunk)):
                         out.write(text)
                     out.write(_texts(builder.counter.flush()))
                     keys |= builder.keys
             out.write(_texts(_metadata(keys)))
             stream.write('],"displayTimeUnit":"ms"}')
+
+
+#: Where the counter's state at the end of the last generation is: a cached part's counter file,
+#: or the state itself (a part just made), or nowhere (the first generation).
+_CounterSource = Path | dict[str, Any] | None
+
+
+def _counter_state(source: _CounterSource) -> dict[str, Any] | None:
+    if isinstance(source, Path):
+        try:
+            return json.loads(source.read_text())
+        except (OSError, ValueError):
+            return None  # cannot be: it is written before the keys that make the part count
+    return source
 
 
 class _Commas:
@@ -158,28 +172,32 @@ def _event_texts(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) ->
 
 
 def _compacted_part(workdir: WorkDir, generation: int, journal: BinaryIO, chunk: int,
-                    counter: dict[str, Any] | None) -> tuple[Path, set[tuple[str, int, int]], dict[str, Any]]:
-    """The trace text of a compacted generation, the keys it uses and the counter's state at its
-    end, made once from the counter's state at its start. Two writers may make them at once
-    (views are written outside the lock): both write the same, whole, files. A part of an older
-    mpifarmer (its keys a bare list, without the counter) is made again."""
+                    counter: _CounterSource) -> tuple[Path, set[tuple[str, int, int]], _CounterSource]:
+    """The trace text of a compacted generation, the keys it uses and where the counter's state at
+    its end is, made once from the counter's state at its start. Two writers may make them at
+    once (views are written outside the lock): both write the same, whole, files. A part made by
+    an older mpifarmer (no counter file beside it) is made again."""
     part = workdir.history / f"timeline.{generation}.part"
     keys_path = workdir.history / f"timeline.{generation}.keys"
+    counter_path = workdir.history / f"timeline.{generation}.counter"
     try:
-        saved = json.loads(keys_path.read_text())
-        return part, {(host, int(rank), int(slot)) for host, rank, slot in saved["keys"]}, saved["counter"]
-    except (OSError, ValueError, TypeError, KeyError):
+        keys = {(host, int(rank), int(slot)) for host, rank, slot in json.loads(keys_path.read_text())}
+        if counter_path.exists():
+            return part, keys, counter_path
+    except (OSError, ValueError, TypeError):
         pass
-    builder = _Timeline(RunningCounter(counter))
+    builder = _Timeline(RunningCounter(_counter_state(counter)))
     with atomic_write(part) as stream:
         out = _Commas(stream)
         for text in _event_texts(builder, _records(journal, chunk)):
             out.write(text)
     state = builder.counter.state()
-    with atomic_write(keys_path) as stream:
+    with atomic_write(counter_path) as stream:
         # json.dumps, not json.dump: only the one-shot encoder is fast, and the counter's buffer
         # may hold many thousands of changes.
-        stream.write(json.dumps({"keys": sorted(builder.keys), "counter": state}, separators=(",", ":")))
+        stream.write(json.dumps(state, separators=(",", ":")))
+    with atomic_write(keys_path) as stream:
+        json.dump(sorted(builder.keys), stream)
     return part, builder.keys, state
 
 

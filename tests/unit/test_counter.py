@@ -164,9 +164,9 @@ def test_runs_that_cross_compacted_generations_are_counted_exactly(tmp_path: Pat
     assert counts(events) == EXPECTED
     assert sorted(e["args"]["id"] for e in events if e["ph"] == "X") == [0, 1, 2, 3, 4]
     parts = sorted(path.name for path in wd.history.glob("timeline.*"))
-    assert parts == ["timeline.0.keys", "timeline.0.part", "timeline.1.keys", "timeline.1.part"]
-    keys = json.loads((wd.history / "timeline.0.keys").read_text())
-    assert keys["counter"]["open"] == [["A", 0, process_id("n1", 0), 1 * S]], "the long run is carried"
+    assert parts == [f"timeline.{g}.{kind}" for g in (0, 1) for kind in ("counter", "keys", "part")]
+    state = json.loads((wd.history / "timeline.0.counter").read_text())
+    assert state["open"] == [["A", 0, process_id("n1", 0), 1 * S]], "the long run is carried"
     write_timeline(wd)  # from the cached parts: the same
     assert trace(wd) == events
 
@@ -174,7 +174,7 @@ def test_runs_that_cross_compacted_generations_are_counted_exactly(tmp_path: Pat
 def test_a_part_of_an_older_mpifarmer_is_made_again_with_the_counter(tmp_path: Path) -> None:
     wd = compacted_workdir(tmp_path)
     write_timeline(wd)
-    (wd.history / "timeline.0.keys").write_text(json.dumps([["n1", 0, 0], ["n1", 0, 1]]))  # the old format
+    (wd.history / "timeline.0.counter").unlink()  # as an older mpifarmer left it: part and keys alone
     (wd.history / "timeline.0.part").write_text("")
     write_timeline(wd)
     assert counts(trace(wd)) == EXPECTED
