@@ -136,10 +136,10 @@ def render_text(report: Report) -> str:
                    f"({_when(last)})")
     else:
         out.append("wall time: no run has ended yet")
-    out.append(f"tasks: {farm.tasks}: {farm.finished} finished, {farm.failed} failed, {left} left (not run yet, "
+    out.append(f"tasks: {farm.tasks} in all: {farm.finished} finished, {farm.failed} failed, {left} left (not run yet, "
                "running or interrupted)")
     runs = farm.runs
-    out.append(f"runs: {sum(runs.values())}: {runs[rec.FINISHED]} finished, {runs[rec.FAILED]} failed, "
+    out.append(f"runs: {sum(runs.values())} in all: {runs[rec.FINISHED]} finished, {runs[rec.FAILED]} failed, "
                f"{runs[rec.RETRYING]} failed and retried, {runs[rec.INTERRUPTED]} interrupted"
                + (f" ({farm.untimed} done by PyTaskFarmer before mpifarmer took over, without times)"
                   if farm.untimed else ""))
