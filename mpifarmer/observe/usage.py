@@ -139,22 +139,40 @@ def busy_curve(t0: Sequence[float], t1: Sequence[float], units: Sequence[int], e
     if len(edges) < 2:
         return []
     origin = edges[0]
-    starts = _Prefix(sorted((start - origin, unit) for start, unit in zip(t0, units, strict=True)))
-    ends = _Prefix(sorted((end - origin, unit) for end, unit in zip(t1, units, strict=True)))
+    if units and min(units) == max(units):  # every run took as many slots: floats, not pairs (a third the memory)
+        weight = units[0]
+        starts = _Prefix(sorted(start - origin for start in t0), weight)
+        ends = _Prefix(sorted(end - origin for end in t1), weight)
+    else:
+        starts = _Prefix(*_sorted_pairs(t0, units, origin))
+        ends = _Prefix(*_sorted_pairs(t1, units, origin))
     integrals = [starts.integral(g - origin) - ends.integral(g - origin) for g in edges]
     return [(integrals[i + 1] - integrals[i]) / (edges[i + 1] - edges[i]) if edges[i + 1] > edges[i] else 0.0
             for i in range(len(edges) - 1)]
 
 
-class _Prefix:
-    """Sorted times with the prefix sums of their units and of units x time."""
+def _sorted_pairs(times: Sequence[float], units: Sequence[int], origin: float) -> tuple[list[float], list[int]]:
+    pairs = sorted((time - origin, unit) for time, unit in zip(times, units, strict=True))
+    return [time for time, _ in pairs], [unit for _, unit in pairs]
 
-    def __init__(self, pairs: list[tuple[float, int]]) -> None:
-        self.times = [time for time, _ in pairs]
-        self.units = [0, *accumulate(unit for _, unit in pairs)]
-        self.weighted = [0.0, *accumulate(time * unit for time, unit in pairs)]
+
+class _Prefix:
+    """Sorted times with the prefix sums of their units and of units x time (``units`` one number
+    when every time weighs the same)."""
+
+    def __init__(self, times: list[float], units: list[int] | int) -> None:
+        self.times = times
+        if isinstance(units, int):
+            self.units: list[int] | None = None
+            self.weight = units
+            self.weighted = [0.0, *accumulate(time * units for time in times)]
+        else:
+            self.units = [0, *accumulate(units)]
+            self.weight = 0
+            self.weighted = [0.0, *accumulate(time * unit for time, unit in zip(times, units, strict=True))]
 
     def integral(self, g: float) -> float:
         """The sum over the times before ``g`` of unit x (g - time)."""
         k = bisect_left(self.times, g)
-        return g * self.units[k] - self.weighted[k]
+        count = k * self.weight if self.units is None else self.units[k]
+        return g * count - self.weighted[k]

@@ -90,3 +90,11 @@ def test_the_busy_curve_keeps_its_precision_at_epoch_times_and_a_million_short_r
     expected = [math.fsum(t1[j] - t0[j] for j in range(k * 100_000, (k + 1) * 100_000)) / 100 for k in range(10)]
     assert curve == pytest.approx(expected, abs=1e-9)
     assert curve == pytest.approx([0.5] * 10, abs=1e-4)
+
+
+def test_the_busy_curve_is_the_same_whether_every_run_takes_as_many_slots_or_not() -> None:
+    t0, t1, units = columns((0.0, 1.0, 2), (0.5, 2.0, 2), (1.0, 3.0, 2))
+    uniform = busy_curve(t0, t1, units, [0.0, 0.5, 1.5, 3.0])
+    assert uniform == pytest.approx([2.0, 2 * (0.5 + 1 + 0.5), 2 * (0.5 + 1.5) / 1.5])
+    mixed = busy_curve(t0 + [9.0], t1 + [9.5], units + [1], [0.0, 0.5, 1.5, 3.0])  # a run after the bins
+    assert mixed == pytest.approx(uniform)
