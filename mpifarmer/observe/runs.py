@@ -25,6 +25,7 @@ from mpifarmer.observe.usage import Session
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.capacity import request_of
 from mpifarmer.store.history import all_records
+from mpifarmer.store.journal import read_header
 from mpifarmer.store.workdir import WorkDir
 
 __all__ = ["Farm", "Place", "read_farm"]
@@ -176,8 +177,6 @@ def _label(host: str, rank: int) -> str:
 
 
 def _generation(workdir: WorkDir) -> int:
-    from mpifarmer.store.journal import read_header
-
     try:
         with workdir.journal.open("rb") as stream:
             return read_header(stream.read(512))[0]
