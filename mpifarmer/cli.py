@@ -190,6 +190,41 @@ def log_command(argv: list[str]) -> int:
         return 0
 
 
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer report",
+        usage="mpifarmer report [TASKLIST] [-w DIR] [-o FILE]",
+        description="Summarize what the farm did, to size the next run: wall time, tasks by outcome, run "
+        "durations, failures by exit code and reason, retries, and utilization (busy slot-seconds over the "
+        "slot-seconds the pools offered) per host/rank and overall, with the tail. Read-only: safe while farmers "
+        "run. Also reads a work directory PyTaskFarmer made (from its timeline.json).",
+        epilog="exit codes: 0 printed; 2 usage or input error (no such work directory, -o without matplotlib)")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="also draw busy slots over time per host/rank and the histogram of run durations into "
+                        "FILE: .png, .svg, or .html (one self-contained page with the text); needs matplotlib "
+                        "(pip install 'mpifarmer[report]')")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object instead of text")
+    return parser
+
+
+def report_command(argv: list[str]) -> int:
+    """``mpifarmer report [TASKLIST] [-w DIR] [-o FILE]``."""
+    from mpifarmer.observe.report import write_report
+
+    args = build_report_parser().parse_args(argv)
+    if args.workdir is None and args.tasklist is None:
+        raise UsageError("give the task list or -w/--workdir DIR of the farm (see mpifarmer report --help)")
+    workdir = WorkDir(args.workdir or f"{args.tasklist}_workdir")
+    try:
+        return write_report(workdir, args.output, sys.stdout, as_json=args.json)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def _normalise(argv: list[str]) -> list[str]:
     """Accept ``mpifarmer run ...`` and PyTaskFarmer's ``-v VALUE`` / ``--verbose VALUE``."""
     if len(argv) > 1 and argv[0] == "run":
@@ -236,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if given[:1] == ["log"]:  # a task list named log runs with 'mpifarmer run log'
             return log_command(given[1:])
+        if given[:1] == ["report"]:  # likewise 'mpifarmer run report'
+            return report_command(given[1:])
         args = build_parser().parse_args(args_list)
         return run(args)
     except FarmerError as error:
@@ -287,7 +324,7 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if handler.may_give_attributes():
             store.attributes = lambda line: handler.describe(line).attrs
         try:
-            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
+            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode, _proc(args)), task_list=str(task_list),
                        retry_failed=args.retry_failed)
         except OSError as error:  # disk full, quota, I/O error: nothing was run
             raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
@@ -303,8 +340,13 @@ def _stop_requested() -> bool:
     return process_flags().stop_requests > 0
 
 
+def _proc(args: argparse.Namespace) -> int:
+    """The slots of this process's pool: -n, else the CPUs it may use."""
+    return args.proc or environment.available_cpus()
+
+
 def _options(args: argparse.Namespace) -> FarmerOptions:
-    return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
+    return FarmerOptions(task_list=Path(args.tasklist), proc=_proc(args),
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
                          rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
                          retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)

@@ -72,7 +72,9 @@ def hold_until(returncode: int, *, reason: str, stopping: bool, now: float) -> f
 class EndVerdict(NamedTuple):
     state: str  # rec.FINISHED, rec.FAILED, rec.RETRYING or rec.INTERRUPTED
     drain: str | None = None  # a reason to stop the farm, if this end gives one
-    attempt: int | None = None  # a failed or retrying run: which attempt it was (1 for the first)
+    #: Which attempt the run was (1 for the first): for a failed or retrying run, and for a finished
+    #: one that was not the first (None for a first that finished, and for an interruption).
+    attempt: int | None = None
 
 
 def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Callable[[], bool],
@@ -81,9 +83,10 @@ def classify_end(returncode: int, *, reason: str, stopping: bool, disk_full: Cal
     a dead spawner) is interrupted and is no attempt; ``disk_full`` is asked only for a run that
     would otherwise be failed. A failed run (non-zero exit, a signal the farmer did not send, its
     time limit) is attempt ``attempts + 1``; while that leaves some of the task's ``retries``
-    unused, the task is retrying (it runs again), else failed."""
+    unused, the task is retrying (it runs again), else failed. A run that finished after failed
+    attempts is attempt ``attempts + 1`` too."""
     if returncode == 0:
-        return EndVerdict(rec.FINISHED)
+        return EndVerdict(rec.FINISHED, attempt=attempts + 1 if attempts else None)
     if reason == EndReason.UNAVAILABLE:
         # It asked for more than the pool has: running it again would not help.
         return EndVerdict(rec.FAILED, attempt=attempts + 1)

@@ -7,13 +7,15 @@ new keys may be added later: readers skip kinds they do not know and keys they d
 ====================  =================================================================
 ``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines (and
                       ``attrs``: the handler's attributes, by offset from ``first``, if any)
-``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
+``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count,
+                      ``ranks``, and ``slots``: each rank's pool, absent in older journals)
 ``claim``             farmer ``f`` claimed tasks ``ids``
 ``start``             a run of task ``id`` started (pid, host, rank, slot, time)
 ``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted /
                       retrying (failed, and it will run again), ``why`` (an EndReason), the
                       attributes it ran with (``attrs``); for a failed or retrying run ``att``,
-                      which attempt it was (1 for the first), and for a retrying one ``at``,
+                      which attempt it was (1 for the first; also on a finished run that was not
+                      the first, absent on older journals' ones), and for a retrying one ``at``,
                       the wall time before which it is not handed out again (if later than now)
 ``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
 ``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
@@ -68,14 +70,16 @@ def dead(fid: str, by: str, why: str, t: float) -> Record:
 
 
 def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
-    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks."""
+    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks, lock, slots."""
     return {"e": HELLO, "v": VERSION, "f": fid, **identity, "t": round(t, 3)}
 
 
 def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: int, slot: int,
           t: float) -> Record:
+    """``t`` unrounded: the very ``t0`` that the run's end record will carry, so that the timeline's
+    counter starts the run where its complete event does (journals before it hold milliseconds)."""
     return {"e": START, "f": fid, "id": task, "pid": pid, "pst": pst, "host": host, "rank": rank,
-            "slot": slot, "t": round(t, 3)}
+            "slot": slot, "t": t}
 
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,

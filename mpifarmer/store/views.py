@@ -2,13 +2,16 @@
 
 ``toprocess``, ``running``, ``finished`` and ``failed`` hold one ``ID LINE`` line per task;
 ``timeline.json`` is Chrome trace-event JSON with one complete event (``"ph": "X"``) per task
-run, host and rank as the process, worker slot as the thread.
+run, host and rank as the process, worker slot as the thread, its args the task's ID, how the run
+ended (``status``, exit code ``rc``, ``signal``, ``reason``) and which ``attempt`` it was; and a
+counter track (``"ph": "C"``) per host and rank with the number of tasks running there.
 
 Two ways of keeping them: :func:`write_views` rewrites files whole and atomically (temporary file
 and rename), so each is valid at every moment, at a cost of O(tasks); :func:`append_lines` adds
 the tasks that just ended to ``finished`` and ``failed``, at a cost of O(ended), so that those
 two are never far behind however long the list is. The timeline is streamed from the journal's
-end records (:func:`write_timeline`): no run is held in memory.
+records (:func:`write_timeline`): no run is held in memory, only the counter's few seconds of
+changes not yet written and the long runs still running.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import IO, Any, BinaryIO
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.ledger import Ledger, Status
 from mpifarmer.scheduling.texts import Texts
+from mpifarmer.store.counter import RunningCounter, process_id, run_span_us
 from mpifarmer.store.history import batches, journals
 from mpifarmer.store.workdir import WorkDir, atomic_write
 
@@ -89,30 +92,52 @@ def append_lines(path: Path, rows: list[str]) -> None:
 
 
 def write_timeline(workdir: WorkDir, chunk: int = 1 << 22) -> None:
-    """Rewrite ``timeline.json`` from the end records of the journal and of its history (the
+    """Rewrite ``timeline.json`` from the records of the journal and of its history (the
     generations compacted away).
 
     The events of a compacted generation never change, so they are turned into trace text once,
-    into ``history/timeline.G.part`` (with the hosts, ranks and slots it uses beside it, in
-    ``timeline.G.keys``, written last), and copied from there: a rewrite parses only the current
-    generation, however long the farm has run."""
+    into ``history/timeline.G.part``, with beside it the state of the running-task counter at its
+    end (``timeline.G.counter``, see :mod:`mpifarmer.store.counter`) and, written last, the hosts,
+    ranks and slots it uses (``timeline.G.keys``), and copied from there: a rewrite parses only
+    the current generation, however long the farm has run, and reads one counter state."""
     with journals(workdir) as (generation, streams):
         keys: set[tuple[str, int, int]] = set()
-        builder = _Timeline()
+        counter: _CounterSource = None
+        expected = 0
         with atomic_write(workdir.timeline) as stream:
             stream.write('{"traceEvents":[')
             out = _Commas(stream)
             for number, journal in streams:
+                if number != expected:
+                    counter = None  # a generation's history is missing: its runs are not counted
+                expected = number + 1
                 if number < generation:
-                    part, old_keys = _compacted_part(workdir, number, journal, chunk)
+                    part, old_keys, counter = _compacted_part(workdir, number, journal, chunk, counter)
                     keys |= old_keys
                     with part.open(encoding="utf-8") as source:
                         out.copy(source)
                 else:
-                    for text in _event_texts(builder, _end_records(journal, chunk)):
+                    builder = _Timeline(RunningCounter(_counter_state(counter)))
+                    for text in _event_texts(builder, _records(journal, chunk)):
                         out.write(text)
-            out.write(json.dumps(_metadata(keys | builder.keys), separators=(",", ":"))[1:-1])
+                    out.write(_texts(builder.counter.flush()))
+                    keys |= builder.keys
+            out.write(_texts(_metadata(keys)))
             stream.write('],"displayTimeUnit":"ms"}')
+
+
+#: Where the counter's state at the end of the last generation is: a cached part's counter file,
+#: or the state itself (a part just made), or nowhere (the first generation).
+_CounterSource = Path | dict[str, Any] | None
+
+
+def _counter_state(source: _CounterSource) -> dict[str, Any] | None:
+    if isinstance(source, Path):
+        try:
+            return json.loads(source.read_text())
+        except (OSError, ValueError):
+            return None  # cannot be: it is written before the keys that make the part count
+    return source
 
 
 class _Commas:
@@ -134,55 +159,78 @@ class _Commas:
             self.first = False
 
 
+def _texts(events: list[dict[str, Any]]) -> str:
+    """Events as comma-separated JSON text (no brackets). json.dumps of a whole list, not of each
+    event: only the one-shot encoder is fast."""
+    return json.dumps(events, separators=(",", ":"))[1:-1]
+
+
 def _event_texts(builder: _Timeline, batches: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
-    """The trace events of each batch of end records, as comma-separated text (no brackets)."""
+    """The trace events of each batch of records, as comma-separated text."""
     for events in builder.events(batches):
-        # json.dumps of a whole list, not of each event: only the one-shot encoder is fast.
-        yield json.dumps(events, separators=(",", ":"))[1:-1]
+        yield _texts(events)
 
 
-def _compacted_part(workdir: WorkDir, generation: int, journal: BinaryIO,
-                   chunk: int) -> tuple[Path, set[tuple[str, int, int]]]:
-    """The trace text of a compacted generation and the keys it uses, made once. Two writers may
-    make them at once (views are written outside the lock): both write the same, whole, files."""
+def _compacted_part(workdir: WorkDir, generation: int, journal: BinaryIO, chunk: int,
+                    counter: _CounterSource) -> tuple[Path, set[tuple[str, int, int]], _CounterSource]:
+    """The trace text of a compacted generation, the keys it uses and where the counter's state at
+    its end is, made once from the counter's state at its start. Two writers may make them at
+    once (views are written outside the lock): both write the same, whole, files. A part made by
+    an older mpifarmer (no counter file beside it) is made again."""
     part = workdir.history / f"timeline.{generation}.part"
     keys_path = workdir.history / f"timeline.{generation}.keys"
+    counter_path = workdir.history / f"timeline.{generation}.counter"
     try:
-        return part, {(host, int(rank), int(slot)) for host, rank, slot in json.loads(keys_path.read_text())}
+        keys = {(host, int(rank), int(slot)) for host, rank, slot in json.loads(keys_path.read_text())}
+        if counter_path.exists():
+            return part, keys, counter_path
     except (OSError, ValueError, TypeError):
         pass
-    builder = _Timeline()
+    builder = _Timeline(RunningCounter(_counter_state(counter)))
     with atomic_write(part) as stream:
         out = _Commas(stream)
-        for text in _event_texts(builder, _end_records(journal, chunk)):
+        for text in _event_texts(builder, _records(journal, chunk)):
             out.write(text)
+    state = builder.counter.state()
+    with atomic_write(counter_path) as stream:
+        # json.dumps, not json.dump: only the one-shot encoder is fast, and the counter's buffer
+        # may hold many thousands of changes.
+        stream.write(json.dumps(state, separators=(",", ":")))
     with atomic_write(keys_path) as stream:
         json.dump(sorted(builder.keys), stream)
-    return part, builder.keys
+    return part, builder.keys, state
 
 
-def _end_records(journal: BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
-    """A journal's end records, a list per chunk read (a torn last line is left out)."""
-    for found in batches(journal, b'"e":"end"', chunk):
-        yield [record for record in found if record.get("e") == rec.END]
+#: The records the timeline reads: runs' ends and starts (for the counter), farmers leaving.
+_KINDS = (rec.END, rec.START, rec.BYE, rec.DEAD)
+_MARKERS = tuple(f'"e":"{kind}"'.encode() for kind in _KINDS)
+
+
+def _records(journal: BinaryIO, chunk: int) -> Iterator[list[dict[str, Any]]]:
+    """A journal's records of :data:`_KINDS`, a list per chunk read (a torn last line is left out)."""
+    for found in batches(journal, _MARKERS, chunk):
+        yield [record for record in found if record.get("e") in _KINDS]
 
 
 class _Timeline:
-    """Turns end records into trace events, remembering only the hosts, ranks and slots seen.
+    """Turns records into trace events, remembering only the hosts, ranks and slots seen and what
+    the running-task counter needs. A host and rank is a trace process (see ``process_id``)."""
 
-    A host and rank is a trace process whose ID is a hash of its name, so that events written at
-    different times (one part per compacted generation) agree on it without a shared table."""
-
-    def __init__(self) -> None:
+    def __init__(self, counter: RunningCounter | None = None) -> None:
         self.keys: set[tuple[str, int, int]] = set()
+        self.counter = counter if counter is not None else RunningCounter()
 
     def events(self, batches: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-        for runs in batches:
-            yield [event for run in runs if (event := self.event(run)) is not None]
+        for records in batches:
+            events = []
+            for record in records:
+                self.counter.feed(record)
+                if record["e"] == rec.END and (event := self.event(record)) is not None:
+                    events.append(event)
+            yield events + self.counter.due()
 
     def event(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        t0 = run.get("t0")
-        if t0 is None:
+        if run.get("t0") is None:
             return None
         host, rank, tid = run.get("host", "?"), int(run.get("rank", 0)), int(run.get("slot", 0))
         self.keys.add((host, rank, tid))
@@ -190,15 +238,13 @@ class _Timeline:
         for key, arg in (("sig", "signal"), ("why", "reason"), ("att", "attempt")):
             if key in run:
                 args[arg] = run[key]
+        if "attempt" not in args and run["st"] == rec.FINISHED:
+            args["attempt"] = 1  # a finished run records its attempt only when it was not the first
         attrs = run.get("attrs")
         name = attrs.get("name") if isinstance(attrs, dict) else None
+        start, end = run_span_us(run)
         return {"name": f"{name} (task {run['id']})" if name else f"task {run['id']}", "cat": run["st"], "ph": "X",
-                "pid": _pid(host, rank), "tid": tid, "ts": round(t0 * 1e6),
-                "dur": max(0, round((run["t1"] - t0) * 1e6)), "args": args}
-
-
-def _pid(host: str, rank: int) -> int:
-    return zlib.crc32(f"{host}\0{rank}".encode()) & 0x7FFFFFFF
+                "pid": process_id(host, rank), "tid": tid, "ts": start, "dur": end - start, "args": args}
 
 
 def _metadata(keys: set[tuple[str, int, int]]) -> list[dict[str, Any]]:
@@ -206,18 +252,19 @@ def _metadata(keys: set[tuple[str, int, int]]) -> list[dict[str, Any]]:
     meta: list[dict[str, Any]] = []
     processes = sorted({(host, rank) for host, rank, _ in keys})
     for index, (host, rank) in enumerate(processes):
-        pid = _pid(host, rank)
+        pid = process_id(host, rank)
         meta.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"{host} rank {rank}"}})
         meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": index}})
     for host, rank, tid in sorted(keys):
-        meta.append({"name": "thread_name", "ph": "M", "pid": _pid(host, rank), "tid": tid,
+        meta.append({"name": "thread_name", "ph": "M", "pid": process_id(host, rank), "tid": tid,
                      "args": {"name": f"slot {tid}"}})
     return meta
 
 
-def timeline_events(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trace events for ``runs`` (end records): one complete event per run, with times in
-    microseconds, then metadata naming each host/rank and slot."""
+def timeline_events(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trace events for ``records`` (end records, and start, bye and dead records for the counter):
+    one complete event per run, with times in microseconds, the running-task counter of each
+    host/rank, then metadata naming each host/rank and slot."""
     builder = _Timeline()
-    events = [event for batch in builder.events([list(runs)]) for event in batch]
-    return events + _metadata(builder.keys)
+    events = [event for batch in builder.events([list(records)]) for event in batch]
+    return events + builder.counter.flush() + _metadata(builder.keys)

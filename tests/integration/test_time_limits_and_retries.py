@@ -68,7 +68,7 @@ def test_a_task_that_fails_twice_then_succeeds_ends_finished_with_every_attempts
     assert result.returncode == 1, result.stderr
     workdir = tmp_path / "tasks.txt_workdir"
     ends = ends_of(workdir, 0)
-    assert [(r["st"], r.get("att")) for r in ends] == [("retrying", 1), ("retrying", 2), ("finished", None)]
+    assert [(r["st"], r.get("att")) for r in ends] == [("retrying", 1), ("retrying", 2), ("finished", 3)]
     assert all(later["t0"] >= earlier["t1"] + 0.3 for earlier, later in zip(ends, ends[1:], strict=False))
     assert [(r["st"], r["rc"], r["att"]) for r in ends_of(workdir, 1)] == [
         ("retrying", 7, 1), ("retrying", 7, 2), ("failed", 7, 3)]

@@ -62,3 +62,9 @@ def test_records_split_across_chunks_are_whole(tmp_path):
     with workdir.journal.open("rb") as stream:
         seen = [r["n"] for found in batches(stream, chunk=37) for r in found]
     assert seen == list(range(500))
+
+
+def test_several_markers_select_the_lines_with_any_of_them(tmp_path):
+    workdir = _workdir(tmp_path)
+    assert [r["n"] for r in all_records(workdir, (b'"e":"end"', b'"e":"claim"'))] == [1, 2, 3, 4]
+    assert [r["n"] for r in all_records(workdir, (b'"e":"add"',))] == [0]

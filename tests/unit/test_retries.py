@@ -52,8 +52,9 @@ def test_a_task_that_can_never_start_is_not_retried() -> None:
     assert verdict(127, UNAVAILABLE, attempts=0, retries=5).state == rec.FAILED
 
 
-def test_a_finished_run_is_finished_whatever_the_attempts() -> None:
-    assert verdict(0, EXITED, attempts=4, retries=1) == (rec.FINISHED, None, None)
+def test_a_finished_run_is_finished_whatever_the_attempts_and_says_which_attempt_it_was() -> None:
+    assert verdict(0, EXITED, attempts=4, retries=1) == (rec.FINISHED, None, 5)
+    assert verdict(0, EXITED, attempts=0, retries=1) == (rec.FINISHED, None, None)  # the first: nothing to say
 
 
 def test_a_run_stopped_for_its_time_limit_is_not_held_back_as_a_stop_signal_death() -> None:

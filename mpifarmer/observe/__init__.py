@@ -1,0 +1,1 @@
+"""Seeing a farm: read-only views of a work directory (status, events, report, plots)."""
