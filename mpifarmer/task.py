@@ -44,3 +44,7 @@ class Task:
     #: (this attempt, attempts allowed) for a task that may be retried, else None: its log then
     #: begins with a line naming the attempt, and earlier attempts' logs are kept beside it.
     attempt: tuple[int, int] | None = None
+    #: How many GPUs the run is given, and whose they are ("nvidia", "amd"; None: not known),
+    #: as the pool decided from the task's request: a container runner passes them in.
+    gpus: int = 0
+    gpu_vendor: str | None = None
