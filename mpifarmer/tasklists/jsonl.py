@@ -97,8 +97,8 @@ def _parse(line: str) -> TaskSpec:
     resources = {}
     if "cores" in item:
         resources["cores"] = _whole(item, "cores", 1)  # a pool that binds no CPUs counts them in slots
-    if "gpus" in item and (gpus := _whole(item, "gpus", 0)):
-        resources["gpus"] = gpus
+    if "gpus" in item:
+        resources["gpus"] = _whole(item, "gpus", 0)  # 0 too: it wins over --gpus-per-task
     if resources:
         attrs["resources"] = resources
     return TaskSpec(command, attrs)
