@@ -22,13 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpifarmer.errors import UsageError
-from mpifarmer.hardware import Inventory
 from mpifarmer.scheduling import capacity
 from mpifarmer.scheduling.binding import cpulist, run_resources
 from mpifarmer.tasklists import TaskList
+
+if TYPE_CHECKING:
+    from mpifarmer.hardware import Inventory  # discovery is imported where it runs, not for --help
 
 __all__ = ["PoolResources", "line_check", "plan"]
 
