@@ -79,6 +79,7 @@ def main() -> int:
     writer = _pack_writer(packed)
     units = capacity.Units(pool["capacity"], pool.get("near"))
     queue: collections.deque[tuple] = collections.deque()
+    shapes: dict[tuple, dict] = {}  # the distinct resource requests seen (a list has few)
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED)  # the pool started us with them blocked
@@ -117,7 +118,11 @@ def main() -> int:
                 request = marshal.loads(buffer[4 : 4 + size])
                 buffer = buffer[4 + size :]
                 if request[0] == "run":
-                    queue.append(request)
+                    # One object per distinct resource request, so that the decision, which
+                    # remembers the requests it refused by identity, judges each shape once.
+                    asked = request[5]
+                    shared = shapes.setdefault(tuple(asked.items()), asked)
+                    queue.append(request if shared is asked else (*request[:5], shared, *request[6:]))
                 elif request[0] == "signal":
                     chosen = set(request[2]) if len(request) > 2 else None
                     for pid, entry in running.items():

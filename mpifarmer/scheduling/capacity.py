@@ -169,7 +169,14 @@ def next_to_start(waiting: Iterable[dict[str, int]], units: Units) -> int | None
         spare[name] = len(free) - need if len(free) >= need else 0
     if not spare.get("slots", 1):
         return None  # every task takes a slot
+    refused: set[int] = set()  # requests (by identity: a queue repeats a few) already found too big
     for index, request in enumerate(islice(queue, WINDOW), 1):
-        if all(count <= spare.get(name, 0) for name, count in request.items() if count):
+        if id(request) in refused:
+            continue
+        for name, count in request.items():
+            if count and count > spare.get(name, 0):
+                refused.add(id(request))
+                break
+        else:
             return index
     return None

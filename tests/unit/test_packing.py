@@ -168,3 +168,12 @@ def test_a_task_s_cores_are_slots_in_a_pool_that_binds_none() -> None:
     assert request_of({"resources": {"cores": 8, "gpus": 0}}, binding_default) == {"slots": 1, "cores": 8, "gpus": 0}
     assert request_of({"resources": {"cores": 3}}) == {"slots": 3}  # as before pools had cores
     assert request_of({"resources": {"cores": 3, "gpus": 1}}, {"slots": 1, "gpus": 1}) == {"slots": 3, "gpus": 1}
+
+
+def test_a_request_refused_once_is_not_judged_again_but_a_different_one_behind_it_is() -> None:
+    units = Units({"slots": 8, "cores": 8, "gpus": 1})
+    units.take({"slots": 1, "cores": 6})
+    gpu_heavy = {"slots": 1, "cores": 1, "gpus": 1}
+    waiting = [{"slots": 1, "cores": 4}, gpu_heavy, gpu_heavy, gpu_heavy, {"slots": 1, "cores": 0, "gpus": 1}]
+    assert next_to_start(waiting, units) == 4
+    assert next_to_start(waiting[:4], units) is None
