@@ -6,10 +6,12 @@ about 0.2 ms from a 12 MB Python process, 0.8 ms from a 25 MB one, more as a far
 grows). A farmer that spawned its tasks itself would stall for that long per task. This
 program stays small, so spawning stays cheap, and the farmer only writes a request to a pipe.
 
-It is run as ``python -I -S _spawnd.py CAPACITY LIFE_FD [PACKED]`` (CAPACITY a JSON object such
-as ``{"slots": 4}``) and imports nothing of mpifarmer but :mod:`mpifarmer.scheduling.capacity`
-and, for packed logs, :mod:`mpifarmer.store.packs`, which it loads by path (those modules use
-only the standard library), to stay small. It queues
+It is run as ``python -I -S _spawnd.py POOL LIFE_FD [PACKED]`` (POOL a JSON object: the pool's
+capacity such as ``{"slots": 4}``, or ``{"capacity": {...}, "near": {...}, "binding": {...}}``
+for a pool that binds its runs to CPUs and GPUs) and imports nothing of mpifarmer but
+:mod:`mpifarmer.scheduling.capacity` and :mod:`mpifarmer.scheduling.binding` and, for packed
+logs, :mod:`mpifarmer.store.packs`, which it loads by path (those modules use only the standard
+library), to stay small. It queues
 what it is sent and starts a queued task as soon as capacity's decision says so, so that a
 freed slot takes the next task at once, with no round trip to the farmer. It reads requests on
 stdin and writes replies on stdout, each a 4-byte big-endian length and a ``marshal`` payload
@@ -19,6 +21,8 @@ stdin and writes replies on stdout, each a 4-byte big-endian length and a ``mars
                                            env, in directory cwd (None: this one), output to log
                                            (begun by the text header if it is not None), when
                                            the resources of request are free
+                                           (with its env, its CPU affinity and GPU variables
+                                           set from the units it is given)
              ("note", id, text, rc)        packed logs: store text as the output of a run that
                                            could not start
              ("signal", signum)            signal the process group of every running task
@@ -67,10 +71,15 @@ def main() -> int:
     os.set_blocking(requests, False)
     os.set_inheritable(int(sys.argv[2]), False)  # the tasks must not hold the sentinel's pipe open
     capacity = _load("scheduling", "capacity.py")
+    pool = json.loads(sys.argv[1])
+    if "capacity" not in pool:
+        pool = {"capacity": pool}
+    binding = _Binding(pool.get("binding") or {}, _load("scheduling", "binding.py") if pool.get("binding") else None)
     packed = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     writer = _pack_writer(packed)
-    units = capacity.Units(json.loads(sys.argv[1]))
+    units = capacity.Units(pool["capacity"], pool.get("near"))
     queue: collections.deque[tuple] = collections.deque()
+    shapes: dict[tuple, dict] = {}  # the distinct resource requests seen (a list has few)
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED)  # the pool started us with them blocked
@@ -109,7 +118,11 @@ def main() -> int:
                 request = marshal.loads(buffer[4 : 4 + size])
                 buffer = buffer[4 + size :]
                 if request[0] == "run":
-                    queue.append(request)
+                    # One object per distinct resource request, so that the decision, which
+                    # remembers the requests it refused by identity, judges each shape once.
+                    asked = request[5]
+                    shared = shapes.setdefault(tuple(asked.items()), asked)
+                    queue.append(request if shared is asked else (*request[:5], shared, *request[6:]))
                 elif request[0] == "signal":
                     chosen = set(request[2]) if len(request) > 2 else None
                     for pid, entry in running.items():
@@ -142,8 +155,10 @@ def main() -> int:
                     _pack(writer, entry[0], entry[2], returncode, entry[3], t1)
                 out.append(marshal.dumps(("ended", entry[0], returncode, t1)))
                 units.give_back(entry[1])
-        while capacity.next_to_start((queued[5] for queued in queue), units) == 0:
-            _run(queue.popleft(), units, base_env, running, out, packed)
+        while (index := capacity.next_to_start((queued[5] for queued in queue), units)) is not None:
+            request = queue[index]
+            del queue[index]
+            _run(request, units, base_env, running, out, packed, binding)
         if writer is not None and writer.pending():
             try:
                 writer.flush()  # the index lines first: the farmer records what it is told
@@ -214,11 +229,32 @@ def _spool(packed: dict) -> int:
     raise OSError(28, f"cannot create a file in {packed['spool']} nor in {packed['fallback']}")
 
 
-def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed: dict | None) -> None:
+class _Binding:
+    """A pool's binding (see :mod:`mpifarmer.scheduling.binding`), or none: units stand for nothing."""
+
+    def __init__(self, spec: dict, module: types.SimpleNamespace | None) -> None:
+        self.spec, self.module = spec, module
+        try:
+            self.home = os.sched_getaffinity(0)  # what the spawner goes back to after each bound start
+        except (AttributeError, OSError):
+            self.home = None
+
+    def environment(self, given: dict, env: dict) -> list[int]:
+        """Add the run's variables to ``env``; return the CPUs to bind it to (none: unbound)."""
+        if self.module is None:
+            return []
+        cpus, extra = self.module.run_environment(self.spec, given, env)
+        env.update(extra)
+        return cpus
+
+
+def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed: dict | None,
+         binding: _Binding) -> None:
     _, task, argv, log, extra, asked, cwd, header = request
-    given = units.take(asked)  # before the start: a run's environment may name its units (later)
+    given = units.take(asked)  # before the start: a run's environment names its units
     env = dict(base_env)
     env.update(extra)
+    cpus = binding.environment(given, env)
     spool = logged = -1
     try:
         if packed is not None:
@@ -246,6 +282,11 @@ def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed
                 os.chdir(cwd)
             except OSError as error:
                 raise _NotStarted(f"cannot run in directory {cwd!r}: {error.strerror}") from None
+        if cpus:
+            try:  # nor an affinity: the child inherits this process's, set for its start only
+                os.sched_setaffinity(0, cpus)
+            except OSError as error:
+                raise _NotStarted(f"cannot bind it to CPUs {env.get('MPIFARMER_CPUS')}: {error.strerror}") from None
         try:
             pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0, setsigdef=_TASK_SIGNALS,
                                   setsigmask=())
@@ -260,6 +301,8 @@ def _run(request: tuple, units, base_env: dict, running: dict, out: list, packed
     finally:
         if cwd:
             os.fchdir(_HOME)
+        if cpus and binding.home is not None:
+            os.sched_setaffinity(0, binding.home)
         if logged >= 0:
             os.close(logged)  # the task has it as its output now
     running[pid] = (task, given, spool, t0)

@@ -15,6 +15,7 @@ from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
 from mpifarmer.farmer import run_coordinator, run_worker
 from mpifarmer.options import LOG_LAYOUTS, FarmerOptions
 from mpifarmer.requeue import requeue
+from mpifarmer.resources import PoolResources, line_check, plan
 from mpifarmer.runners import Runner
 from mpifarmer.signals import process_flags
 from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
@@ -104,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--proc", type=_positive_int, default=None, metavar="N",
                         help="number of tasks run at once (default: the CPUs this process may use, here "
                         f"{environment.available_cpus()})")
+    parser.add_argument("--cores-per-task", type=_positive_count, default=None, metavar="C",
+                        help="bind each task to C CPUs of its own (neighbouring ones, near its GPUs) and set "
+                        "OMP_NUM_THREADS=C unless it is set; -n then defaults to as many tasks as fit (a task's "
+                        "own cores, from the jsonl handler, win)")
+    parser.add_argument("--gpus-per-task", type=_positive_count, default=None, metavar="G",
+                        help="give each task G GPUs that no other running task has (CUDA_VISIBLE_DEVICES and the "
+                        "like); -n then defaults to as many tasks as fit; tasks given none see none")
+    parser.add_argument("--gpus", default=None, metavar="LIST",
+                        help="the GPUs this farmer may hand out, such as 0,1,2,3 (default: what Slurm gave the step "
+                        "or job, else CUDA_VISIBLE_DEVICES or ROCR_VISIBLE_DEVICES, else the node's NVIDIA and "
+                        "AMD GPUs)")
     parser.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                         help="stop after this many seconds: running tasks are interrupted and left to process")
     parser.add_argument("-w", "--workdir", default=None, metavar="DIR",
@@ -289,9 +301,21 @@ def run(args: argparse.Namespace) -> int:
     if mode == "auto":
         mode = "mpi" if environment.launched_processes() > 1 else "local"
     if mode == "local":
-        store, tasks, options = _open(args, handler)
-        return _finished(args, run_coordinator(options, store, tasks, handler, runner))
+        resources = _resources(args)
+        store, tasks, options = _open(args, handler, resources)
+        return _finished(args, run_coordinator(options, store, tasks, handler, runner, resources=resources))
     return _run_mpi(args, runner, handler)
+
+
+def _resources(args: argparse.Namespace) -> PoolResources:
+    """What this process's pool hands out: its node's CPUs and GPUs, as the options ask."""
+    try:
+        inventory = environment.hardware(args.gpus)
+    except ValueError as error:
+        raise UsageError(f"--gpus {args.gpus}: {error}") from None
+    return plan(inventory, proc=args.proc, cpus_default=environment.available_cpus(),
+                cores_per_task=args.cores_per_task, gpus_per_task=args.gpus_per_task,
+                gpus_given=args.gpus is not None)
 
 
 def _finished(args: argparse.Namespace, code: int) -> int:
@@ -301,15 +325,17 @@ def _finished(args: argparse.Namespace, code: int) -> int:
     return code
 
 
-def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
+def _open(args: argparse.Namespace, handler: TaskList, resources: PoolResources,
+          ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
     """Read the task list and open the work directory: everything that can fail on bad input."""
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
     if not tasks.texts:
         raise FarmerError(f"{task_list}: has no tasks (only blank or comment lines); give a list with "
                           "one command per line")
-    if handler.checks_lines():
-        check_lines(task_list, tasks.texts, tasks.linenos, handler.check)
+    check = line_check(handler, resources)
+    if check is not None:  # before the work directory is touched: a bad line writes nothing
+        check_lines(task_list, tasks.texts, tasks.linenos, check)
     workdir = WorkDir(args.workdir or f"{task_list}_workdir")
     created = not workdir.root.exists()
     try:
@@ -324,8 +350,8 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if handler.may_give_attributes():
             store.attributes = lambda line: handler.describe(line).attrs
         try:
-            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode, _proc(args)), task_list=str(task_list),
-                       retry_failed=args.retry_failed)
+            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode, resources.slots),
+                       task_list=str(task_list), retry_failed=args.retry_failed)
         except OSError as error:  # disk full, quota, I/O error: nothing was run
             raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
                                "or choose another -w/--workdir, then run the same command again") from None
@@ -333,20 +359,16 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if created and not workdir.journal.exists():
             shutil.rmtree(workdir.root, ignore_errors=True)
         raise
-    return store, tasks, _options(args)
+    return store, tasks, _options(args, resources)
 
 
 def _stop_requested() -> bool:
     return process_flags().stop_requests > 0
 
 
-def _proc(args: argparse.Namespace) -> int:
-    """The slots of this process's pool: -n, else the CPUs it may use."""
-    return args.proc or environment.available_cpus()
-
-
-def _options(args: argparse.Namespace) -> FarmerOptions:
-    return FarmerOptions(task_list=Path(args.tasklist), proc=_proc(args),
+def _options(args: argparse.Namespace, resources: PoolResources) -> FarmerOptions:
+    return FarmerOptions(task_list=Path(args.tasklist), proc=resources.slots, cores_per_task=args.cores_per_task,
+                         gpus_per_task=args.gpus_per_task or 0, gpus=args.gpus,
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
                          rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
                          retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)
@@ -369,16 +391,19 @@ def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int
     _Context.rank = transport.rank
     if transport.rank == 0:
         try:
-            store, tasks, options = _open(args, handler, transport.size)
+            resources = _resources(args)
+            store, tasks, options = _open(args, handler, resources, transport.size)
         except FarmerError as error:
             transport.broadcast({"error": str(error)})
             raise
         transport.broadcast({"fid": store.fid, "workdir": str(store.workdir.root)})
         remote = transport if transport.size > 1 else None
-        return _finished(args, run_coordinator(options, store, tasks, handler, runner, remote=remote))
+        return _finished(args, run_coordinator(options, store, tasks, handler, runner, remote=remote,
+                                               resources=resources))
     setup = transport.broadcast()
     if "error" in setup:
         return 2  # rank 0 reports it
     workdir = WorkDir(setup["workdir"])
-    return run_worker(_options(args), runner, transport, str(workdir.root), setup["fid"], workdir.log,
-                      args.rank_timeout)
+    resources = _resources(args)  # every rank its own node's (an error here ends the job: the launcher sees 2)
+    return run_worker(_options(args, resources), runner, transport, str(workdir.root), setup["fid"], workdir.log,
+                      args.rank_timeout, resources=resources)

@@ -60,7 +60,15 @@ if TYPE_CHECKING:
     import yaml
 
 from mpifarmer.errors import ConfigError
-from mpifarmer.runners import BasicRunner, HoldRunner, NoopRunner, Runner, ShifterRunner
+from mpifarmer.runners import (
+    ApptainerRunner,
+    BasicRunner,
+    HoldRunner,
+    NoopRunner,
+    PodmanHPCRunner,
+    Runner,
+    ShifterRunner,
+)
 from mpifarmer.tasklists import JsonTaskList, ListTaskList, TaskList
 
 __all__ = [
@@ -91,6 +99,8 @@ _PUBLIC_PATHS: dict[type, str] = {
     NoopRunner: "mpifarmer.runners.NoopRunner",
     HoldRunner: "mpifarmer.runners.HoldRunner",
     ShifterRunner: "mpifarmer.runners.ShifterRunner",
+    PodmanHPCRunner: "mpifarmer.runners.PodmanHPCRunner",
+    ApptainerRunner: "mpifarmer.runners.ApptainerRunner",
     ListTaskList: "mpifarmer.tasklists.ListTaskList",
     JsonTaskList: "mpifarmer.tasklists.JsonTaskList",
 }

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mpifarmer.resources import PoolResources, line_check
 from mpifarmer.scheduling import policy
 from mpifarmer.scheduling import records as rec
 from mpifarmer.scheduling.dispatch import Dispatcher
@@ -64,7 +65,7 @@ class Coordinator:
     :mod:`mpifarmer.scheduling.policy`, and carries their decisions to the store and the ranks."""
 
     def __init__(self, options: FarmerOptions, store: Store, tasks: TaskLines, handler: TaskList,
-                 transport: Transport, flags: SignalFlags) -> None:
+                 transport: Transport, flags: SignalFlags, resources: PoolResources | None = None) -> None:
         self.options = options
         self.store = store
         self.tasks = tasks
@@ -81,8 +82,12 @@ class Coordinator:
         self._held: list[_Held] = []
         self._stops_seen = 0
         self._holders: dict[str, Liveness] = {}
-        self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval,
-                                      handler.check if handler.checks_lines() else None)
+        # Appended lines are checked as the list was at start: a line asking for more than the
+        # node has is a bad line (reported; it and those after it wait for a restart).
+        self.resources = resources
+        check = line_check(handler, resources) if resources is not None else (
+            handler.check if handler.checks_lines() else None)
+        self._watch = TaskListWatcher(options.task_list, tasks, options.watch_interval, check)
         self._started = time.monotonic()
         self._deadline = self._started + options.timeout if options.timeout else None
         self._retune = policy.RetuneSchedule(self._started)
@@ -147,7 +152,8 @@ class Coordinator:
                 host = info.host if info else "?"
                 for start in message.starts:
                     self.outbox.append(rec.start(self.store.fid, start.id, pid=start.pid, pst=start.pid_start,
-                                                 host=host, rank=rank, slot=start.slot, t=start.t0))
+                                                 host=host, rank=rank, slot=start.slot, t=start.t0, cpus=start.cpus,
+                                                 gpus=start.gpus))
             elif isinstance(message, msg.Released):
                 self.dispatcher.returned(rank, message.ids)
                 self.outbox.append(rec.release(self.store.fid, message.ids))
@@ -165,6 +171,8 @@ class Coordinator:
             return
         self.ranks[rank] = RankInfo(hello.host, now)
         self.dispatcher.add_rank(rank, hello.slots, prefetch=1 if rank else 0)
+        if rank and hello.found and (self.options.verbose or hello.found != self._found()):
+            logger.info("rank %d on %s: %s, %s", rank, hello.host, counted(hello.slots, "worker"), hello.found)
 
     def _on_end(self, rank: int, end: msg.TaskEnd, now: float) -> None:
         until = policy.hold_until(end.returncode, reason=end.reason, stopping=self.stop_reason is not None, now=now)
@@ -203,7 +211,7 @@ class Coordinator:
         self.outbox.append(rec.end(
             self.store.fid, end.id, st=state, rc=code if code >= 0 else None, sig=-code if code < 0 else None,
             t0=end.t0, t1=end.t1, host=info.host if info else "?", rank=rank, slot=end.slot, why=end.reason,
-            attrs=end.attrs, att=attempt, at=again))
+            attrs=end.attrs, att=attempt, at=again, cpus=end.cpus, gpus=end.gpus))
         if self.options.verbose or state not in (rec.FINISHED, rec.RETRYING):
             self._log_end(rank, end, state, attempt, retries, again)
 
@@ -389,13 +397,29 @@ class Coordinator:
         """Task-list lines this farmer has read that the work directory does not hold yet."""
         return max(0, len(self.tasks) - len(self.store.ledger))
 
+    def _found(self) -> str:
+        """What this farmer's own pool found on its node (see Inventory.describe)."""
+        inventory = self.resources.inventory if self.resources is not None else None
+        return inventory.describe() if inventory is not None else ""
+
     def log_start(self) -> None:
         ledger = self.store.ledger
         ranks = f" on {self.transport.size} ranks" if self.transport.size > 1 else ""
+        found = self._found()
+        each = "" if self.resources is None or not self.resources.binding else self._per_task()
         logger.info("mpifarmer: task list %s, work directory %s: %s, %d to run (%d finished, %d failed), "
-                    "%s%s, farmer %s", self.options.task_list, self.store.workdir.root, counted(len(ledger), "task"),
-                    ledger.pending, ledger.count(Status.FINISHED), ledger.count(Status.FAILED),
-                    counted(self.options.proc, "worker"), ranks, self.store.fid)
+                    "%s%s%s, farmer %s%s", self.options.task_list, self.store.workdir.root,
+                    counted(len(ledger), "task"), ledger.pending, ledger.count(Status.FINISHED),
+                    ledger.count(Status.FAILED), counted(self.options.proc, "worker"), each, ranks, self.store.fid,
+                    f"; found {found}" if found else "")
+
+    def _per_task(self) -> str:
+        """`` of 4 cores and 1 GPU each``: what a task takes by default, when the pool binds."""
+        assert self.resources is not None
+        default = self.resources.default
+        parts = [counted(default[name], noun) for name, noun in (("cores", "core"), ("gpus", "GPU"))
+                 if default.get(name)]
+        return f" of {' and '.join(parts)} each" if parts else ""
 
     def log_stop(self, code: int) -> None:
         ledger = self.store.ledger

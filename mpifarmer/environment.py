@@ -1,6 +1,7 @@
-"""What mpifarmer learns from its surroundings: host, process identity, Slurm, CPUs.
+"""What mpifarmer learns from its surroundings: host, process identity, Slurm, CPUs and GPUs.
 
-Slurm's environment is read here and nowhere else.
+Slurm's environment is read here and nowhere else: :func:`hardware` hands the real environment,
+``/sys`` and ``/proc`` to :mod:`mpifarmer.hardware`, which reads only what it is given.
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ import os
 import socket
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hostname", "launched_processes", "lock_host_name",
-           "pid_alive", "pid_start", "process_groups_with", "slurm"]
+if TYPE_CHECKING:
+    from mpifarmer.hardware import Inventory
+
+__all__ = ["SlurmInfo", "available_cpus", "boot_id", "hardware", "hostname", "launched_processes",
+           "lock_host_name", "pid_alive", "pid_start", "process_groups_with", "slurm"]
 
 
 @cache
@@ -152,3 +157,12 @@ def available_cpus(environ: dict[str, str] | None = None) -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def hardware(gpus_option: str | None = None) -> Inventory:
+    """The CPUs and GPUs this process may use on its node (see :mod:`mpifarmer.hardware`);
+    ``gpus_option`` is the ``--gpus`` list. ValueError for a bad list."""
+    from mpifarmer.hardware import discover
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    return discover(gpus_option, os.environ, "/sys", "/proc", (lambda: affinity(0)) if affinity else None)

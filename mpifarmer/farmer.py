@@ -22,6 +22,7 @@ from mpifarmer.coordinator import Coordinator
 from mpifarmer.environment import hostname
 from mpifarmer.options import FarmerOptions
 from mpifarmer.pool import PackedLogs, Pool
+from mpifarmer.resources import PoolResources
 from mpifarmer.runners import Runner
 from mpifarmer.signals import SignalFlags, process_flags
 from mpifarmer.store.store import Store
@@ -53,25 +54,26 @@ LogPath = Callable[[int], Path]
 
 
 def make_pool(options: FarmerOptions, runner: Runner, workdir_root: str, fid: str, log_path: LogPath,
-              rank: int = 0) -> Pool:
+              rank: int = 0, resources: PoolResources | None = None) -> Pool:
     packed = None
     if options.logs == "packed":
         workdir = WorkDir(workdir_root)
         packed = PackedLogs(os.fspath(workdir.pack_stem(fid, rank)), {"f": fid, "rank": rank, "host": hostname()},
                             spool=tempfile.gettempdir(), fallback=os.fspath(workdir.logs), limit=options.pack_limit)
-    return Pool(options.proc, runner, log_path=log_path, packed=packed, extra_env={
+    return Pool(options.proc, runner, log_path=log_path, packed=packed, resources=resources, extra_env={
         "MPIFARMER_WORKDIR": workdir_root, "MPIFARMER_FARMER": fid})
 
 
 def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, handler: TaskList, runner: Runner,
-                    remote: Transport | None = None) -> int:
-    """Rank 0 (or the only rank): coordinate, and run tasks on this node too."""
+                    remote: Transport | None = None, resources: PoolResources | None = None) -> int:
+    """Rank 0 (or the only rank): coordinate, and run tasks on this node too. ``resources``:
+    what its pool hands out (None: ``options.proc`` slots, nothing bound)."""
     flags = process_flags()
     router = Router(remote)
-    pool = make_pool(options, runner, str(store.workdir.root), store.fid, store.workdir.log)
+    pool = make_pool(options, runner, str(store.workdir.root), store.fid, store.workdir.log, resources=resources)
     worker = Worker(router.worker(), pool, flags, verbose=options.verbose, silence_limit=None,
                     kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
-    coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags)
+    coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags, resources=resources)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
     try:
@@ -106,10 +108,10 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
 
 
 def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, workdir_root: str, fid: str,
-               log_path: LogPath, rank_timeout: float) -> int:
+               log_path: LogPath, rank_timeout: float, resources: PoolResources | None = None) -> int:
     """A rank other than 0: run what rank 0 sends until it says finish."""
     flags = process_flags()
-    pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank)
+    pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank, resources)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
                     kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
     backoff = Backoff(POLL_MAX)

@@ -2,8 +2,8 @@
 
 For benchmarks and tests (see :class:`mpifarmer.runners.HoldRunner`). A held run takes its
 units as a started process would, keeps them for ``seconds`` and then ends with exit code 0.
-The queue works as the spawner's does: in list order, nothing overtaking a waiting task
-(:func:`mpifarmer.scheduling.capacity.next_to_start`), and a freed slot takes the next waiting
+The queue works as the spawner's does (:func:`mpifarmer.scheduling.capacity.next_to_start`:
+the oldest first, the younger ones only in what it leaves), and a freed slot takes the next waiting
 task at the moment the hold expired, not when the pool's loop next looks, so that a loop that
 sleeps through several ends (as it does through a spawner's) leaves no slot idle. No clock is
 read here: the pool passes the time in.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mpifarmer.scheduling import capacity
@@ -26,9 +27,12 @@ __all__ = ["HeldSlots"]
 class HeldSlots:
     """The held runs of one pool: waiting for units, or holding them until their end time."""
 
-    def __init__(self, resources: dict[str, int], seconds: float) -> None:
+    def __init__(self, resources: dict[str, int], seconds: float,
+                 request: Callable[[dict], dict[str, int]] = capacity.request_of,
+                 near: dict[int, list[int]] | None = None) -> None:
         self.seconds = seconds
-        self._units = capacity.Units(resources)
+        self._request = request  # what a task's attributes ask of the pool
+        self._units = capacity.Units(resources, near)
         self._waiting: deque[Run] = deque()
         self._holding: list[tuple[float, int, Run]] = []  # (end time, task ID, run): a heap
 
@@ -76,10 +80,11 @@ class HeldSlots:
     def _start_waiting(self, now: float) -> list[Run]:
         started = []
         waiting = self._waiting
-        while waiting and capacity.next_to_start((capacity.request_of(run.task.attrs) for run in waiting),
-                                                 self._units) == 0:
-            run = waiting.popleft()
-            run.units = self._units.take(capacity.request_of(run.task.attrs))
+        while (index := capacity.next_to_start((self._request(run.task.attrs) for run in waiting),
+                                               self._units)) is not None:
+            run = waiting[index]
+            del waiting[index]
+            run.units = self._units.take(self._request(run.task.attrs))
             run.slot = min(run.units.get("slots") or [-1])
             run.t0 = now
             heapq.heappush(self._holding, (now + self.seconds, run.task.id, run))

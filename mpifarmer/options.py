@@ -16,6 +16,9 @@ LOG_LAYOUTS = ("files", "packed")
 class FarmerOptions:
     task_list: Path
     proc: int  # slots of each rank's pool
+    cores_per_task: int | None = None  # --cores-per-task: bind each task to this many CPUs (None: bind none)
+    gpus_per_task: int = 0  # --gpus-per-task: GPUs each task is given
+    gpus: str | None = None  # --gpus: the GPUs a farmer may hand out (None: what Slurm or the node says)
     timeout: float | None = None  # --timeout: drain after this many seconds
     verbose: bool = False
     retry_failed: bool = False

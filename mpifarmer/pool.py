@@ -32,11 +32,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mpifarmer import _sentinel, _spawnd
 from mpifarmer.holding import HeldSlots
+from mpifarmer.resources import PoolResources
 from mpifarmer.runners import HoldRunner, Runner
 from mpifarmer.scheduling import capacity
 from mpifarmer.scheduling.restarts import RestartBudget
@@ -63,6 +64,8 @@ class Run:
     pid_start: int | None  # read when first needed (see Worker), not at every start
     t0: float
     units: dict[str, list[int]] | None = None  # what the spawner gave it, by resource
+    cpus: str = ""  # the CPUs it is bound to (a list such as 0-3), "" if none
+    gpus: str = ""  # the GPUs it was given (IDs such as 0,1), "" if none
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,17 @@ class Outcome:
 
 
 class Pool:
-    """``slots`` concurrent task processes on this node."""
+    """``slots`` concurrent task processes on this node, and whatever else ``resources`` hands
+    out (CPUs to bind to, GPUs; default: slots alone)."""
 
     def __init__(self, slots: int, runner: Runner, *, log_path: Callable[[int], Path],
-                 extra_env: Mapping[str, str] | None = None, packed: PackedLogs | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, packed: PackedLogs | None = None,
+                 resources: PoolResources | None = None) -> None:
         self.slots = slots
         self.packed = packed
         self._generation = -1  # of the spawners started, the last: each packs into files of its own
-        self.capacity = {"slots": slots}  # what capacity.Units hands out; cores and GPUs later
+        self.resources = resources if resources is not None else PoolResources.slots_only(slots)
+        self.capacity = {**self.resources.capacity, "slots": slots}  # what capacity.Units hands out
         self.runner = runner
         self._log_path = log_path
         self.running: dict[int, Run] = {}  # given and not ended (queued or started), by task ID
@@ -121,7 +127,8 @@ class Pool:
         self.broken: str | None = None  # why no spawner runs any more (the caller should drain)
         self._restarts = RestartBudget()
         self._closed = False
-        self._holds = HeldSlots(self.capacity, runner.seconds) if isinstance(runner, HoldRunner) else None
+        self._holds = HeldSlots(self.capacity, runner.seconds, self.resources.request,
+                                self.resources.near) if isinstance(runner, HoldRunner) else None
         if self._holds is not None:  # nothing to spawn; the pipe only gives fileno() a descriptor
             self._replies, self._life = os.pipe()
             os.set_blocking(self._replies, False)
@@ -142,7 +149,9 @@ class Pool:
         for every spawner, so that a main loop's poll keeps watching it)."""
         replies_read, replies_write = os.pipe()
         self._generation += 1
-        argv = [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(self.capacity), str(self._life)]
+        shape = self.resources.spawner_argument()
+        shape = {**shape, "capacity": self.capacity} if "capacity" in shape else self.capacity
+        argv = [sys.executable, "-I", "-S", _spawnd.__file__, json.dumps(shape), str(self._life)]
         if self.packed is not None:
             packed = self.packed
             fault = os.environ.get("MPIFARMER_PACK_FAULT") if self._generation == 0 else None  # tests only
@@ -195,9 +204,12 @@ class Pool:
         be started ends as failed (rc 127), at once if it asks for more than this pool has
         (reason ``unavailable``); a runner that builds an empty argv means there is nothing to
         execute (rc 0, at once)."""
+        request = self.resources.request(task.attrs)
+        if request.get("gpus"):  # the runner passes GPUs into a container
+            task = replace(task, gpus=request["gpus"], gpu_vendor=self.resources.binding.get("vendor"))
         argv = self._fit(self.runner.build(task), task)
         run = Run(task, -1, 0, None, time.time())
-        impossible = capacity.never_fits(capacity.request_of(task.attrs), self.capacity)
+        impossible = capacity.never_fits(request, self.capacity)
         if impossible is not None:
             self._note_start_failure(task, f"not started: it {impossible}")
             self._immediate.append(Outcome(run, 127, run.t0, impossible, EndReason.UNAVAILABLE))
@@ -237,7 +249,7 @@ class Pool:
                       f"{task.attempt[1]}\n")
         return ("run", task.id, argv, log,
                 {**task.attrs.get("env", {}), **self._extra_env, "PROC_NUMBER": ident, "MPIFARMER_TASK_ID": ident},
-                capacity.request_of(task.attrs), task.attrs.get("cwd"), header)
+                self.resources.request(task.attrs), task.attrs.get("cwd"), header)
 
     def _keep_earlier_log(self, task: Task, attempt: int) -> None:
         """Before attempt N > 1 of a task, keep its previous attempt's log as ``log_ID.N-1`` (one
@@ -282,6 +294,7 @@ class Pool:
             if kind == "started":
                 run.pid, run.t0, run.units = reply[2], reply[3], reply[4]
                 run.slot = min(run.units.get("slots") or [-1])
+                run.cpus, run.gpus = self.resources.placed(run.units)
                 self._queued -= 1
                 self._argv.pop(task, None)
                 if self.on_start is not None:
@@ -364,8 +377,9 @@ class Pool:
     # -- internals -------------------------------------------------------------------------
 
     def _announce(self, started: list[Run]) -> None:
-        if self.on_start is not None:
-            for run in started:
+        for run in started:
+            run.cpus, run.gpus = self.resources.placed(run.units)
+            if self.on_start is not None:
                 self.on_start(run)
 
     def _note_time(self, elapsed: float) -> None:

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-__all__ = ["EndReason", "Task", "TaskSpec"]
+__all__ = ["RUN_VARIABLES", "EndReason", "Task", "TaskSpec"]
+
+#: The variables mpifarmer sets for a run (see the pool and :mod:`mpifarmer.scheduling.binding`):
+#: what a container runner whose tool does not pass the environment in passes by name.
+RUN_VARIABLES = ("PROC_NUMBER", "MPIFARMER_TASK_ID", "MPIFARMER_WORKDIR", "MPIFARMER_FARMER", "MPIFARMER_POOL",
+                 "MPIFARMER_CPUS", "OMP_NUM_THREADS", "MPIFARMER_GPUS", "CUDA_VISIBLE_DEVICES",
+                 "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK", "CUDA_DEVICE_ORDER")
 
 
 class TaskSpec(NamedTuple):
@@ -44,3 +50,7 @@ class Task:
     #: (this attempt, attempts allowed) for a task that may be retried, else None: its log then
     #: begins with a line naming the attempt, and earlier attempts' logs are kept beside it.
     attempt: tuple[int, int] | None = None
+    #: How many GPUs the run is given, and whose they are ("nvidia", "amd"; None: not known),
+    #: as the pool decided from the task's request: a container runner passes them in.
+    gpus: int = 0
+    gpu_vendor: str | None = None

@@ -63,7 +63,9 @@ class Worker:
         return self.code is not None and not self.pool.running
 
     def hello(self) -> None:
-        self._send(msg.Hello(hostname(), self.pool.slots, os.getpid()))
+        inventory = self.pool.resources.inventory
+        self._send(msg.Hello(hostname(), self.pool.slots, os.getpid(),
+                             found=inventory.describe() if inventory is not None else ""))
 
     def step(self) -> bool:
         """Do everything that can be done now; return whether anything happened."""
@@ -161,8 +163,9 @@ class Worker:
         if self.verbose:
             name = run.task.attrs.get("name")
             attempt = f", attempt {run.task.attempt[0]} of {run.task.attempt[1]}" if run.task.attempt else ""
-            logger.info("task %d%s started in slot %d%s: %s", run.task.id, f" ({name})" if name else "", run.slot,
-                        attempt, run.task.line)
+            placed = "".join(f", {what} {ids}" for what, ids in (("CPUs", run.cpus), ("GPUs", run.gpus)) if ids)
+            logger.info("task %d%s started in slot %d%s%s: %s", run.task.id, f" ({name})" if name else "", run.slot,
+                        placed, attempt, run.task.line)
 
     def _enforce_limits(self) -> bool:
         """Stop the runs that outlast their time limit; kill those still there after the grace."""
@@ -193,7 +196,7 @@ class Worker:
             self._unreported.pop(run.task.id, None)
             timed_out = self.limits.ended(run.task.id)
             ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot,
-                                    self._reason(outcome, timed_out), run.task.attrs))
+                                    self._reason(outcome, timed_out), run.task.attrs, run.cpus, run.gpus))
             self._killed.discard(run.task.id)
         self._send(msg.Ended(ends))
         return True
@@ -217,4 +220,5 @@ class Worker:
             for run in due:
                 run.pid_start = pid_start(run.pid)
                 del self._unreported[run.task.id]
-            self._send(msg.Started([msg.TaskStart(r.task.id, r.pid, r.pid_start, r.slot, r.t0) for r in due]))
+            self._send(msg.Started([msg.TaskStart(r.task.id, r.pid, r.pid_start, r.slot, r.t0, r.cpus, r.gpus)
+                                    for r in due]))

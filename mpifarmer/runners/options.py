@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["parse_bool", "parse_words"]
+__all__ = ["GPU_CHOICES", "parse_bool", "parse_choice", "parse_environment", "parse_words"]
+
+#: A container runner's ``gpu`` option: how a task's GPUs are passed into the container.
+GPU_CHOICES = ("auto", "nvidia", "amd", "none")
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -44,3 +47,23 @@ def parse_words(name: str, value: object) -> list[str]:
                 words.append(item.strip())
         return words
     raise TypeError(f"{name} must be a space-separated string or a list of strings, not {type(value).__name__}")
+
+
+def parse_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Interpret ``value`` as one of ``choices`` (case and surrounding blanks ignored)."""
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return word
+
+
+def parse_environment(name: str, value: object) -> list[str]:
+    """Interpret ``value`` as environment settings: words (or list items) ``NAME=VALUE``, or
+    ``NAME`` alone for a variable passed on from the task's own environment."""
+    settings = parse_words(name, value)
+    for setting in settings:
+        variable = setting.partition("=")[0]
+        if not variable or not (variable[0].isalpha() or variable[0] == "_") or not all(
+                c.isalnum() or c == "_" for c in variable):
+            raise ValueError(f"{name} must hold NAME=VALUE or NAME settings; {setting!r} names no variable")
+    return settings

@@ -8,7 +8,7 @@ from mpifarmer.runners.base import Runner
 from mpifarmer.runners.options import parse_bool, parse_words
 from mpifarmer.task import Task
 
-__all__ = ["ShifterRunner"]
+__all__ = ["ShifterRunner", "guarded_script"]
 
 # Shell variable that holds the per-task temporary directory; a name no task will use.
 _TMPVAR = "__mpifarmer_tmpdir"
@@ -91,21 +91,28 @@ class ShifterRunner(Runner):
 
     def script(self, command: str) -> str:
         """Return the bash script run in the container for the task ``command``."""
-        # The newline before "}" lets the task end in "&" or a "# comment".
-        body = f"{self.setup} && {{ {command}\n}}" if self.setup else command
-        if not self.tempdir:
-            return body
-        # The task runs in a subshell so that its "exit" or "exec" cannot skip the clean-up;
-        # the outer shell's EXIT trap removes the directory and keeps the subshell's status.
-        # The final "exit" matters: bash runs a trailing subshell in its own process, dropping
-        # the traps, when the subshell is the last command of a "bash -c" script.
-        tmp = f'"${_TMPVAR}"'
-        return "\n".join(
-            [
-                f'{_TMPVAR}="$(mktemp -d "${{TMPDIR:-/tmp}}/mpifarmer.XXXXXXXX")" || exit',
-                f"trap {shlex.quote(f'rm -rf -- {tmp}')} EXIT",
-                "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM",
-                f"(cd {tmp} || exit\n{body}\n)",
-                'exit "$?"',
-            ]
-        )
+        return guarded_script(command, self.setup, self.tempdir)
+
+
+def guarded_script(command: str, setup: str, tempdir: bool) -> str:
+    """The bash script a container runs for a task: ``SETUP && { TASK }`` (TASK alone without a
+    setup), in a fresh temporary directory removed at the end when ``tempdir``. Shared by the
+    container runners (Shifter, podman-hpc, Apptainer)."""
+    # The newline before "}" lets the task end in "&" or a "# comment".
+    body = f"{setup} && {{ {command}\n}}" if setup else command
+    if not tempdir:
+        return body
+    # The task runs in a subshell so that its "exit" or "exec" cannot skip the clean-up;
+    # the outer shell's EXIT trap removes the directory and keeps the subshell's status.
+    # The final "exit" matters: bash runs a trailing subshell in its own process, dropping
+    # the traps, when the subshell is the last command of a "bash -c" script.
+    tmp = f'"${_TMPVAR}"'
+    return "\n".join(
+        [
+            f'{_TMPVAR}="$(mktemp -d "${{TMPDIR:-/tmp}}/mpifarmer.XXXXXXXX")" || exit',
+            f"trap {shlex.quote(f'rm -rf -- {tmp}')} EXIT",
+            "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM",
+            f"(cd {tmp} || exit\n{body}\n)",
+            'exit "$?"',
+        ]
+    )

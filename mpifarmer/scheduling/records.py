@@ -10,13 +10,16 @@ new keys may be added later: readers skip kinds they do not know and keys they d
 ``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count,
                       ``ranks``, and ``slots``: each rank's pool, absent in older journals)
 ``claim``             farmer ``f`` claimed tasks ``ids``
-``start``             a run of task ``id`` started (pid, host, rank, slot, time)
+``start``             a run of task ``id`` started (pid, host, rank, slot, time; ``cpus`` and
+                      ``gpus``, what it was bound to and given, when it was: a CPU list such
+                      as ``0-3,8`` and GPU IDs such as ``0,1``)
 ``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted /
                       retrying (failed, and it will run again), ``why`` (an EndReason), the
                       attributes it ran with (``attrs``); for a failed or retrying run ``att``,
                       which attempt it was (1 for the first; also on a finished run that was not
                       the first, absent on older journals' ones), and for a retrying one ``at``,
-                      the wall time before which it is not handed out again (if later than now)
+                      the wall time before which it is not handed out again (if later than now);
+                      ``cpus`` and ``gpus`` as in ``start``
 ``release``           farmer ``f`` gave back claimed tasks ``ids`` it never started
 ``retry``             failed tasks ``ids`` are pending again (``--retry-failed``)
 ``bye``               farmer ``f`` left; anything it still held is pending again
@@ -75,18 +78,27 @@ def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
 
 
 def start(fid: str, task: int, *, pid: int, pst: int | None, host: str, rank: int, slot: int,
-          t: float) -> Record:
+          t: float, cpus: str = "", gpus: str = "") -> Record:
     """``t`` unrounded: the very ``t0`` that the run's end record will carry, so that the timeline's
     counter starts the run where its complete event does (journals before it hold milliseconds)."""
-    return {"e": START, "f": fid, "id": task, "pid": pid, "pst": pst, "host": host, "rank": rank,
-            "slot": slot, "t": t}
+    record: Record = {"e": START, "f": fid, "id": task, "pid": pid, "pst": pst, "host": host, "rank": rank,
+                      "slot": slot, "t": t}
+    if cpus:
+        record["cpus"] = cpus
+    if gpus:
+        record["gpus"] = gpus
+    return record
 
 
 def end(fid: str, task: int, *, st: str, rc: int | None, sig: int | None, t0: float, t1: float,
         host: str, rank: int, slot: int, why: str | None = None, attrs: dict[str, Any] | None = None,
-        att: int | None = None, at: float | None = None) -> Record:
+        att: int | None = None, at: float | None = None, cpus: str = "", gpus: str = "") -> Record:
     record: Record = {"e": END, "f": fid, "id": task, "st": st, "rc": rc, "t0": t0, "t1": t1, "host": host,
                       "rank": rank, "slot": slot}
+    if cpus:
+        record["cpus"] = cpus
+    if gpus:
+        record["gpus"] = gpus
     if att is not None:
         record["att"] = att
     if at is not None:

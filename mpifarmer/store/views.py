@@ -235,7 +235,8 @@ class _Timeline:
         host, rank, tid = run.get("host", "?"), int(run.get("rank", 0)), int(run.get("slot", 0))
         self.keys.add((host, rank, tid))
         args = {"id": run["id"], "status": run["st"], "rc": run.get("rc")}
-        for key, arg in (("sig", "signal"), ("why", "reason"), ("att", "attempt")):
+        for key, arg in (("sig", "signal"), ("why", "reason"), ("att", "attempt"), ("cpus", "cpus"),
+                         ("gpus", "gpus")):
             if key in run:
                 args[arg] = run[key]
         if "attempt" not in args and run["st"] == rec.FINISHED:

@@ -44,6 +44,12 @@ class TaskList:
         task line before it runs anything (and every line appended later), so that a bad line
         stops it with an error naming the file and line. The base class accepts every line."""
 
+    def checked(self, line: str) -> TaskSpec:
+        """:meth:`check`, then :meth:`describe`: how the farmer checks a line whose attributes it
+        checks too (a handler whose ``describe`` checks as much may do both at once)."""
+        self.check(line)
+        return self.describe(line)
+
     def checks_lines(self) -> bool:
         """Whether :meth:`check` is overridden (else the farmer skips a call per line)."""
         return type(self).check is not TaskList.check

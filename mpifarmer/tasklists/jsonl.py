@@ -6,9 +6,9 @@
 Keys: ``cmd`` (the shell command, required), ``timeout`` (seconds, more than 0), ``retries`` (a
 whole number, 0 or more), ``env`` (an object of strings added to the task's environment), ``cwd``
 (the directory the task runs in, relative to the farmer's), ``name`` (shown in the farmer's log,
-the task's log and the timeline), ``cores`` (the pool slots it takes, 1 or more) and ``gpus``
-(0 or more; no pool offers GPUs yet, so a task that asks for one fails with the reason
-``unavailable``). A task's own values win over the command line's (``--task-timeout``,
+the task's log and the timeline), ``cores`` (the CPUs it is bound to, 1 or more; in a pool
+that binds no CPUs, the slots it takes) and ``gpus`` (the GPUs it is given, 0 or more; see
+:mod:`mpifarmer.resources`). A task's own values win over the command line's (``--task-timeout``,
 ``--retries``).
 
 :meth:`JsonTaskList.check` says what is wrong with a line, naming the key; the farmer checks
@@ -41,6 +41,9 @@ class JsonTaskList(TaskList):
 
     def check(self, line: str) -> None:
         _parse(line)
+
+    def checked(self, line: str) -> TaskSpec:
+        return _parse(line)  # one parse checks and describes
 
 
 def _parse(line: str) -> TaskSpec:
@@ -93,9 +96,9 @@ def _parse(line: str) -> TaskSpec:
         attrs["name"] = name
     resources = {}
     if "cores" in item:
-        resources["slots"] = _whole(item, "cores", 1)  # a pool's slots stand for its cores
-    if "gpus" in item and (gpus := _whole(item, "gpus", 0)):
-        resources["gpus"] = gpus
+        resources["cores"] = _whole(item, "cores", 1)  # a pool that binds no CPUs counts them in slots
+    if "gpus" in item:
+        resources["gpus"] = _whole(item, "gpus", 0)  # 0 too: it wins over --gpus-per-task
     if resources:
         attrs["resources"] = resources
     return TaskSpec(command, attrs)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 __all__ = ["VERSION", "Beat", "Bye", "Drain", "Ended", "Finish", "Hello", "Message", "Ping", "Released",
            "Started", "Stop", "TaskEnd", "TaskStart", "TaskWork", "Work"]
 
-VERSION = 3
+VERSION = 4
 
 
 class TaskWork(NamedTuple):
@@ -30,16 +30,21 @@ class TaskWork(NamedTuple):
 
 
 class TaskStart(NamedTuple):
+    """``cpus`` and ``gpus``: what the run was bound to and given (empty: nothing), as
+    :meth:`mpifarmer.resources.PoolResources.placed` writes them."""
+
     id: int
     pid: int
     pid_start: int | None
     slot: int
     t0: float
+    cpus: str = ""
+    gpus: str = ""
 
 
 class TaskEnd(NamedTuple):
     """``returncode`` is negative for death by a signal; ``reason`` (an EndReason) says why the
-    run ended; ``attrs`` are the attributes it ran with."""
+    run ended; ``attrs`` are the attributes it ran with; ``cpus`` and ``gpus`` as in TaskStart."""
 
     id: int
     returncode: int
@@ -48,15 +53,20 @@ class TaskEnd(NamedTuple):
     slot: int
     reason: str = "exited"
     attrs: dict[str, Any] = {}
+    cpus: str = ""
+    gpus: str = ""
 
 
 # -- worker to coordinator ------------------------------------------------------------------
 
 class Hello(NamedTuple):
+    """``found``: the CPUs and GPUs the rank found on its node, for the farmer's log."""
+
     host: str
     slots: int
     pid: int
     version: int = VERSION
+    found: str = ""
 
 
 class Started(NamedTuple):

@@ -21,11 +21,13 @@ def test_every_option_becomes_an_attribute_and_cores_and_gpus_a_resource_request
             '"cores": 2, "gpus": 1}')
     assert HANDLER.describe(line) == TaskSpec("run", {
         "timeout": 2.5, "retries": 3, "env": {"A": "1"}, "cwd": "sub", "name": "first",
-        "resources": {"slots": 2, "gpus": 1}})
+        "resources": {"cores": 2, "gpus": 1}})
+    assert HANDLER.checked(line) == HANDLER.describe(line)  # the farmer's check of a line describes it too
 
 
 def test_no_gpus_asks_for_none() -> None:
-    assert HANDLER.describe('{"cmd": "x", "gpus": 0}').attrs == {}
+    # Recorded, not left out: a task's 0 wins over --gpus-per-task.
+    assert HANDLER.describe('{"cmd": "x", "gpus": 0}').attrs == {"resources": {"gpus": 0}}
 
 
 def test_the_handler_says_it_checks_lines_and_gives_attributes() -> None:

@@ -18,7 +18,7 @@ SLURM = REPO / "slurm"
 README = SLURM / "README.md"
 BASH = shutil.which("bash") or "/bin/bash"
 
-SCRIPTS = ["array.sh", "multinode.sh", "requeue.sh", "nersc-flex.sh"]
+SCRIPTS = ["array.sh", "multinode.sh", "requeue.sh", "nersc-flex.sh", "gpu-node.sh"]
 REQUEUERS = ["requeue.sh", "nersc-flex.sh"]
 
 #: The #SBATCH options each script must set, as slurm/README.md describes them.
@@ -29,6 +29,7 @@ SBATCH = {
     "requeue.sh": ["--requeue", "--signal=B:USR1@120", "--open-mode=append", "--ntasks-per-node=1"],
     "nersc-flex.sh": ["--qos=flex", "--constraint=cpu", "--time=48:00:00", "--time-min=02:00:00", "--requeue",
                       "--signal=B:USR1@300", "--open-mode=append"],
+    "gpu-node.sh": ["--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=64", "--gpus-per-node=4"],
 }
 
 #: Flags and commands slurm/README.md documents for each script: each fragment appears in both.
@@ -39,6 +40,8 @@ DOCUMENTED = {
     "requeue.sh": ["--requeue", "--signal=B:USR1@120", "--open-mode=append", "--kill-on-bad-exit=1", "--mpi=pmi2",
                    "scontrol requeue $SLURM_JOB_ID", "MPIFARMER_MAX_REQUEUES"],
     "nersc-flex.sh": ["--qos=flex", "--time-min", "--signal=B:USR1@300", "--requeue"],
+    "gpu-node.sh": ["--gpus-per-node", "--gpus-per-task", "--cores-per-task", "MPIFARMER_GPUS_PER_TASK",
+                    "MPIFARMER_CORES_PER_TASK", "--kill-on-bad-exit=1", "--mpi=pmi2"],
 }
 
 def text(name: str) -> str:
@@ -214,3 +217,43 @@ def test_a_second_warning_while_the_farmer_stops_is_waited_out(tmp_path: Path, n
     assert rc == 3, out
     assert out.count("SIGUSR1 received") == 2, out
     assert log.splitlines()[-1] == "scontrol requeue 4242", log
+
+
+# ---------------------------------------------------------------- the GPU node script ---------
+
+#: Stand-in for srun: note its options, then run the command after them (as one rank would).
+FAKE_GPU_SRUN = """#!/bin/bash
+echo "srun $*" >> "$FAKE_LOG"
+while [[ $1 == --* ]]; do shift; done
+exec "$@"
+"""
+
+
+def test_the_gpu_node_script_gives_each_task_a_gpu_and_its_share_of_the_cores(tmp_path: Path):
+    """With a stand-in srun that runs the real farmer as the step's only rank, which finds the
+    GPUs Slurm gave the step in SLURM_STEP_GPUS (no GPU is touched)."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_GPU_SRUN)
+    (bin_dir / "srun").chmod(0o755)
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f'echo "$MPIFARMER_GPUS|$MPIFARMER_CPUS" > out.{i}\n' for i in range(4)))
+    cpus = len(os.sched_getaffinity(0))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(tmp_path / "log"),
+               MPIFARMER_PYTHON=sys.executable, SLURM_JOB_ID="77", SLURM_CPUS_PER_TASK=str(cpus),
+               SLURM_GPUS_PER_NODE="a100:4", SLURM_STEP_GPUS="0,1,2,3", HOME=str(tmp_path))
+    done = subprocess.run([BASH, str(SLURM / "gpu-node.sh"), str(tasks), "-v"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (tmp_path / "log").read_text()
+    assert f"--cpus-per-task={cpus} --gpus-per-node=a100:4" in log, log
+    assert f"--gpus-per-task 1 --cores-per-task {max(1, cpus // 4)} -v" in log, log
+    assert "4 GPUs 0,1,2,3 (SLURM_STEP_GPUS)" in done.stderr, done.stderr
+    seen = [(tmp_path / f"out.{i}").read_text().strip().split("|") for i in range(4)]
+    assert all(len(gpus.split(",")) == 1 and cpu for gpus, cpu in seen), seen
+    # A later option wins over the script's defaults.
+    override = subprocess.run([BASH, str(SLURM / "gpu-node.sh"), str(tasks), "--gpus-per-task", "2"], cwd=tmp_path,
+                              env=dict(env, MPIFARMER_CORES_PER_TASK="1"), capture_output=True, text=True, timeout=120)
+    assert override.returncode == 0 and "--cores-per-task 1 --gpus-per-task 2" in (tmp_path / "log").read_text()
