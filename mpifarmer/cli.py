@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="files (default): each task's output in WORKDIR/logs/log_ID; packed: every run's "
                         "output appended to a few pack files per pool, for lists of many tasks (read them with "
                         "'mpifarmer log ID'); see the README")
+    parser.add_argument("--progress", type=_delay, default=FarmerOptions.progress, metavar="SECONDS",
+                        help="log a progress line (done, failed, running, rate, ETA) every SECONDS; on a terminal "
+                        f"a progress bar instead; 0: neither (default: {FarmerOptions.progress:g})")
     parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
     return parser
 
@@ -219,8 +222,19 @@ class _Context(logging.Filter):
         return True
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the time of each write: a progress bar on a terminal puts a
+    proxy there that prints log lines above the bar (see mpifarmer.observe.bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(where)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.addFilter(_Context())
     root = logging.getLogger("mpifarmer")
@@ -287,7 +301,8 @@ def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[
         if handler.may_give_attributes():
             store.attributes = lambda line: handler.describe(line).attrs
         try:
-            store.open(tasks, Identity.of_this_process(ranks, args.lock_mode), task_list=str(task_list),
+            identity = Identity.of_this_process(ranks, args.lock_mode, args.proc or environment.available_cpus())
+            store.open(tasks, identity, task_list=str(task_list),
                        retry_failed=args.retry_failed)
         except OSError as error:  # disk full, quota, I/O error: nothing was run
             raise WorkDirError(workdir.root, f"cannot write the journal ({error.strerror or error}); free space "
@@ -307,7 +322,8 @@ def _options(args: argparse.Namespace) -> FarmerOptions:
     return FarmerOptions(task_list=Path(args.tasklist), proc=args.proc or environment.available_cpus(),
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
                          rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
-                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)
+                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures,
+                         progress=args.progress)
 
 
 def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:

@@ -7,7 +7,8 @@ new keys may be added later: readers skip kinds they do not know and keys they d
 ====================  =================================================================
 ``add``               tasks ``first`` .. ``first+len(lines)-1`` exist, with these lines (and
                       ``attrs``: the handler's attributes, by offset from ``first``, if any)
-``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count)
+``hello``             farmer ``f`` registered (host, boot id, pid, Slurm job, restart count,
+                      ranks, ``slots`` of each rank's pool)
 ``claim``             farmer ``f`` claimed tasks ``ids``
 ``start``             a run of task ``id`` started (pid, host, rank, slot, time)
 ``end``               a run of task ``id`` ended: ``st`` finished / failed / interrupted /
@@ -68,7 +69,7 @@ def dead(fid: str, by: str, why: str, t: float) -> Record:
 
 
 def hello(fid: str, identity: dict[str, Any], t: float) -> Record:
-    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks."""
+    """``identity`` holds host, boot, pid, pst (pid start token), job, restart, ranks, slots."""
     return {"e": HELLO, "v": VERSION, "f": fid, **identity, "t": round(t, 3)}
 
 

@@ -66,16 +66,20 @@ class Identity:
     restart: int = 0
     ranks: int = 1
     lock: str = "flock"  # the lock mode it uses
+    slots: int | None = None  # each rank's pool slots (-n)
 
     @classmethod
-    def of_this_process(cls, ranks: int = 1, lock: str = "flock") -> Identity:
+    def of_this_process(cls, ranks: int = 1, lock: str = "flock", slots: int | None = None) -> Identity:
         slurm = environment.slurm()
         return cls(environment.hostname(), environment.boot_id(), os.getpid(),
-                   environment.pid_start(os.getpid()), slurm.job_key, slurm.restart_count, ranks, lock)
+                   environment.pid_start(os.getpid()), slurm.job_key, slurm.restart_count, ranks, lock, slots)
 
     def as_record(self) -> dict[str, Any]:
-        return {"host": self.host, "boot": self.boot, "pid": self.pid, "pst": self.pid_start,
-                "job": self.job, "restart": self.restart, "ranks": self.ranks, "lock": self.lock}
+        record = {"host": self.host, "boot": self.boot, "pid": self.pid, "pst": self.pid_start,
+                  "job": self.job, "restart": self.restart, "ranks": self.ranks, "lock": self.lock}
+        if self.slots is not None:
+            record["slots"] = self.slots
+        return record
 
 
 @dataclass
