@@ -183,11 +183,82 @@ def log_command(argv: list[str]) -> int:
     from mpifarmer.tasklog import show_log
 
     args = build_log_parser().parse_args(argv)
-    if args.workdir is None and args.tasklist is None:
-        raise UsageError("give the task list or -w/--workdir DIR of the farm (see mpifarmer log --help)")
-    workdir = WorkDir(args.workdir or f"{args.tasklist}_workdir")
+    workdir = _workdir_of(args, "log")
     try:
         return show_log(workdir, args.task, sys.stdout.buffer)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _workdir_of(args: argparse.Namespace, command: str) -> WorkDir:
+    if args.workdir is None and args.tasklist is None:
+        raise UsageError(f"give the task list or -w/--workdir DIR of the farm (see mpifarmer {command} --help)")
+    return WorkDir(args.workdir or f"{args.tasklist}_workdir")
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer status",
+        usage="mpifarmer status [TASKLIST] [-w DIR] [--json] [--watch [SECONDS]] [--lease-timeout SECONDS]",
+        description="Show a farm's state: tasks finished, failed, running and pending, every farmer that worked "
+        "on it, the rate over the last 1, 5 and 15 minutes, an ETA, the failures and the longest-running tasks. "
+        "Read-only: safe at any time, on any node that shares the work directory.",
+        epilog="exit codes: 0 every task finished; 1 nothing left, some failed; 3 tasks left (pending or running); "
+        "2 usage error or no such work directory; with --watch, 0 when interrupted")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (with --watch, one per line); see the README for its keys")
+    parser.add_argument("--watch", type=_seconds, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                        help="show it again every SECONDS (default 2), in place on a terminal, until Ctrl-C")
+    parser.add_argument("--lease-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="the farmers' --lease-timeout: a farmer on another node whose heartbeat is older is "
+                        "shown dead (default: 300)")
+    return parser
+
+
+def status_command(argv: list[str]) -> int:
+    """``mpifarmer status [TASKLIST] [-w DIR] [--json] [--watch [SECONDS]]``."""
+    from mpifarmer.observe.show import show_status
+
+    args = build_status_parser().parse_args(argv)
+    workdir = _workdir_of(args, "status")
+    logging.getLogger("mpifarmer.scheduling").setLevel(logging.ERROR)  # replay warnings are the farmers' to give
+    try:
+        return show_status(workdir, as_object=args.json, watch=args.watch, lease=args.lease_timeout)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_events_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer events",
+        usage="mpifarmer events [TASKLIST] [-w DIR] [--follow] [--new]",
+        description="Print the work directory's history as JSON lines, one event each (tasks added, claimed, "
+        "started and ended, farmers joined, left and found dead), in the versioned schema the README documents.",
+        epilog="exit codes: 0 printed (with --follow: interrupted); 2 usage error or no such work directory")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    parser.add_argument("--follow", "-f", action="store_true",
+                        help="after the events so far, print each new one as it is recorded, like tail -f, until "
+                        "Ctrl-C")
+    parser.add_argument("--new", action="store_true",
+                        help="leave out the events recorded so far (with --follow: only what happens from now on)")
+    return parser
+
+
+def events_command(argv: list[str]) -> int:
+    """``mpifarmer events [TASKLIST] [-w DIR] [--follow] [--new]``."""
+    from mpifarmer.observe.show import show_events
+
+    args = build_events_parser().parse_args(argv)
+    workdir = _workdir_of(args, "events")
+    try:
+        return show_events(workdir, follow=args.follow, new_only=args.new)
     except BrokenPipeError:  # | head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -248,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     args_list = _normalise(given)
     _setup_logging(False)
     try:
-        if given[:1] == ["log"]:  # a task list named log runs with 'mpifarmer run log'
-            return log_command(given[1:])
+        # a task list named log, status or events runs with 'mpifarmer run NAME'
+        commands = {"log": log_command, "status": status_command, "events": events_command}
+        if given[:1] and given[0] in commands:
+            return commands[given[0]](given[1:])
         args = build_parser().parse_args(args_list)
         return run(args)
     except FarmerError as error:

@@ -63,8 +63,8 @@ class FarmerInfo:
     held: set[int] = field(default_factory=set)
     ranks: int = 1
     slots: int | None = None  # each rank's pool slots (-n); None in journals older than the field
-    #: Runs it recorded as finished or failed (since the snapshot that first held this field).
-    done: int = 0
+    #: Runs it recorded as finished or failed; None if unknown (read from a snapshot older than the field).
+    done: int | None = 0
     #: How it left: ``bye`` (it left) or ``dead`` (found dead), and when (wall time, if recorded).
     gone_by: str | None = None
     gone_at: float | None = None
@@ -189,7 +189,8 @@ class Ledger:
         if self.started.get(task, {}).get("f") == fid:
             self.started.pop(task)
         state = record["st"]
-        if state in (rec.FINISHED, rec.FAILED) and (farmer := self.farmers.get(fid)) is not None:
+        if state in (rec.FINISHED, rec.FAILED) and (farmer := self.farmers.get(fid)) is not None \
+                and farmer.done is not None:
             farmer.done += 1
         if state == rec.FINISHED:
             self._disown(task)
@@ -292,7 +293,7 @@ class Ledger:
         for item in facts["farmers"]:
             farmer = FarmerInfo(item["fid"], item["host"], item["boot"], item["pid"], item["pst"], item["job"],
                                 item["restart"], item["lock"], item["t"], item["gone"], set(item["held"]),
-                                int(item.get("ranks", 1)), item.get("slots"), int(item.get("done", 0)),
+                                int(item.get("ranks", 1)), item.get("slots"), item.get("done"),
                                 item.get("gone_by"), item.get("gone_at"))
             ledger.farmers[farmer.fid] = farmer
             for task in farmer.held:
