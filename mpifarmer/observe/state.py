@@ -58,28 +58,14 @@ def replay_lines(ledger: Ledger, lines: list[bytes], done_ends: list[float],
         if not line.endswith(b"}"):
             continue  # torn, or empty
         record: dict[str, Any] | None = None
+        end_time: Any = None
         if line.startswith(_END_PREFIX):
             found = match_end(line)
             if found is not None:
-                fid, task, state, t1 = found.groups()
+                fid, task, state, end_time = found.groups()
                 name = names.get(fid) or names.setdefault(fid, fid.decode())
                 record = {"e": rec.END, "f": name, "id": int(task), "st": _STATES[state]}
-                end_time: Any = t1
-            else:
-                record = _parse(line)
-                end_time = record.get("t1") if record is not None else None
-            if record is None or not _apply(apply, record):
-                continue
-            st = record["st"]
-            if st in DONE_STATES and end_time is not None:
-                try:
-                    add_end(float(end_time))
-                except (TypeError, ValueError):
-                    pass
-                if st == rec.FAILED:
-                    failures[record["id"]] = line
-            continue
-        if line.startswith(_START_PREFIX):
+        elif line.startswith(_START_PREFIX):
             found = match_start(line)
             if found is not None:
                 fid = found.group(1)
@@ -87,8 +73,19 @@ def replay_lines(ledger: Ledger, lines: list[bytes], done_ends: list[float],
                 record = {"e": rec.START, "f": name, "id": int(found.group(2)), "raw": line}
         if record is None:
             record = _parse(line)
-        if record is not None:
-            _apply(apply, record)
+            if record is None:
+                continue
+            end_time = record.get("t1")
+        if not _apply(apply, record) or record.get("e") != rec.END:
+            continue
+        st = record.get("st")
+        if st in DONE_STATES and end_time is not None:
+            try:
+                add_end(float(end_time))
+            except (TypeError, ValueError):
+                pass
+        if st == rec.FAILED:
+            failures[record["id"]] = line
 
 
 _STATES = {state.encode(): state for state in (rec.FINISHED, rec.FAILED, rec.INTERRUPTED)}
