@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mpifarmer.errors import WorkDirError
+from mpifarmer.observe import tail
 from mpifarmer.observe.state import FarmReader, replay_lines
 from mpifarmer.observe.tail import count_ends_after, failed_runs, record_time
 from mpifarmer.scheduling import records as rec
@@ -210,8 +211,10 @@ def test_record_times_come_from_the_timed_kinds_only() -> None:
     assert record_time(lines_of([end("A", 1, rec.FINISHED, 12.5)])[0][:-3] + b" torn") is None
 
 
-@pytest.mark.parametrize("jitter", [0.0, 3.0])
-def test_ends_after_each_moment_are_counted_exactly(tmp_path: Path, jitter: float) -> None:
+@pytest.mark.parametrize(("jitter", "chunk"), [(0.0, 4 << 20), (3.0, 4 << 20), (0.0, 4099)])
+def test_ends_after_each_moment_are_counted_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    jitter: float, chunk: int) -> None:
+    monkeypatch.setattr(tail, "_CHUNK", chunk)  # marks cut across reads are counted once
     times = [1000.0 + 0.25 * i for i in range(20_000)]  # 5000 s of ends, 4 a second
     path = history_file(tmp_path / "journal.3.jsonl", times, jitter=jitter)
     assert path.stat().st_size > 40 << 16, "far larger than the parsed region: the byte count does most"
