@@ -8,6 +8,7 @@ per line. Ctrl-C ends watching and following with exit code 0.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import TextIO
@@ -34,6 +35,7 @@ def show_status(workdir: WorkDir, *, as_object: bool, watch: float | None, lease
             out.write(_text(status, as_object))
             out.flush()
             return exit_code(status)
+        _interruptible()
         try:
             if out.isatty() and not as_object:
                 _watch_live(reader, watch, lease, out)
@@ -73,12 +75,20 @@ def _watch_live(reader: FarmReader, every: float, lease: float, out: TextIO) -> 
             live.update(frame(), refresh=True)
 
 
+def _interruptible() -> None:
+    """Make Ctrl-C end watching even where SIGINT came ignored (a job started in the background
+    by a shell without job control ignores it, and its children inherit that)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def show_events(workdir: WorkDir, *, follow: bool, new_only: bool, poll: float = 0.5,
                 out: TextIO | None = None) -> int:
     """Print the work directory's events as JSON lines: every one so far (unless ``new_only``),
     then, with ``follow``, each new one as it is recorded, until interrupted."""
     out = out or sys.stdout
     follower = EventFollower(workdir, from_start=not new_only)
+    if follow:
+        _interruptible()
     try:
         while True:
             for event in follower.read():
