@@ -9,19 +9,21 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mpifarmer import __version__, config, environment
+from mpifarmer import __version__, environment
 from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
-from mpifarmer.farmer import run_coordinator, run_worker
 from mpifarmer.options import LOG_LAYOUTS, FarmerOptions
-from mpifarmer.requeue import requeue
-from mpifarmer.runners import Runner
 from mpifarmer.signals import process_flags
-from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
-from mpifarmer.store.store import Identity, Store
 from mpifarmer.store.workdir import WorkDir
-from mpifarmer.tasklists import TaskList
-from mpifarmer.tasklists.reader import TaskLines, check_lines, read_task_lines
+
+# The farmer's own modules are imported where a farm is run, so that 'status', 'events' and
+# 'log', which need none of them, start quickly.
+if TYPE_CHECKING:
+    from mpifarmer.runners import Runner
+    from mpifarmer.store.store import Store
+    from mpifarmer.tasklists import TaskList
+    from mpifarmer.tasklists.reader import TaskLines
 
 __all__ = ["main"]
 
@@ -91,6 +93,8 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mpifarmer.store.locking import LOCK_MODES
+
     parser = _Parser(
         prog="mpifarmer",
         usage="mpifarmer [run] TASKLIST [options]",
@@ -333,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mpifarmer import config
+    from mpifarmer.farmer import run_coordinator
+
     runner = config.make_runner(args.runner, config.load_runner_definitions())
     handler = config.make_tasklist(args.handler, config.load_tasklist_definitions())
     mode = args.mode
@@ -347,12 +354,18 @@ def run(args: argparse.Namespace) -> int:
 def _finished(args: argparse.Namespace, code: int) -> int:
     """What the coordinator does after the farm: requeue the Slurm job if asked and needed."""
     if args.requeue and code == EXIT_STOPPED:
+        from mpifarmer.requeue import requeue
+
         requeue(environment.slurm(), args.max_requeues)
     return code
 
 
 def _open(args: argparse.Namespace, handler: TaskList, ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
     """Read the task list and open the work directory: everything that can fail on bad input."""
+    from mpifarmer.store.locking import WorkLock, locate_lock
+    from mpifarmer.store.store import Identity, Store
+    from mpifarmer.tasklists.reader import check_lines, read_task_lines
+
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
     if not tasks.texts:
@@ -401,6 +414,8 @@ def _options(args: argparse.Namespace) -> FarmerOptions:
 
 def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:
     """Every rank: rank 0 opens the work directory and coordinates, the others work."""
+    from mpifarmer.farmer import run_coordinator, run_worker
+
     try:
         from mpifarmer.transport.mpi import MpiTransport
     except ImportError as error:

@@ -145,9 +145,12 @@ def count_ends_after(path: os.PathLike[str] | str, moments: Iterable[float], mar
     with stream:
         _, start = read_header(stream.read(512))
         end = os.fstat(stream.fileno()).st_size
+        first = _time_after(stream, start, start, end)  # past the add records of a long list, once
         last = _time_after(stream, max(start, end - _PROBE), start, end)
-        if not moments or last is None or last[0] < moments[0] - margin:
+        if not moments or first is None or last is None or last[0] < moments[0] - margin:
             return counts
+        start = first[1]
+        regions = []
         for moment in moments:
             low = _offset_of(stream, moment - margin, start, end)
             high = _offset_of(stream, moment + margin, start, end)
@@ -161,7 +164,16 @@ def count_ends_after(path: os.PathLike[str] | str, moments: Iterable[float], mar
                 if any(mark in line for mark in _DONE_MARKS):
                     when = record_time(line)
                     exact += when is not None and when > moment
-            counts[moment] = exact + _count_marks(stream, high, end)
+            counts[moment] = exact
+            regions.append((moment, high))
+        # every end after a moment's region counts for it: count each stretch between the regions'
+        # ends once, from the last back, and add up
+        after = 0
+        following = end
+        for moment, high in sorted(regions, key=lambda item: item[1], reverse=True):
+            after += _count_marks(stream, high, following) if high < following else 0
+            following = min(following, high)
+            counts[moment] += after
     return counts
 
 
