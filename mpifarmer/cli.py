@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mpifarmer",
         usage="mpifarmer [run] TASKLIST [options]",
         description="Run every line of TASKLIST as a shell command on a pool of workers. All progress is "
-        "kept in a work directory, so the same command run again continues where the last run stopped.",
+        "kept in a work directory, so the same command run again continues where the last run stopped. "
+        "Also: 'mpifarmer status TASKLIST' (how the farm stands), 'mpifarmer events TASKLIST' (its history as "
+        "JSON lines), 'mpifarmer log ID TASKLIST' (a task's output); each has --help.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -54,49 +54,49 @@ def replay_lines(ledger: Ledger, lines: list[bytes], done_ends: list[float],
     apply, match_end, match_start = ledger.apply, _END.match, _START.match
     names: dict[bytes, str] = {}  # farmer IDs, decoded once
     add_end = done_ends.append
+    finished, failed = rec.FINISHED, rec.FAILED
     for line in lines:
         if not line.endswith(b"}"):
             continue  # torn, or empty
+        found = match_end(line) if line.startswith(_END_PREFIX) else None
+        if found is not None:  # the common case, kept short
+            fid, task, state, t1 = found.groups()
+            name = names.get(fid) or names.setdefault(fid, fid.decode())
+            st = _STATES[state]
+            try:
+                apply({"e": rec.END, "f": name, "id": int(task), "st": st})
+            except _DAMAGED:
+                continue
+            if st is finished or st is failed:
+                add_end(float(t1))
+                if st is failed:
+                    failures[int(task)] = line
+            continue
         record: dict[str, Any] | None = None
-        end_time: Any = None
-        if line.startswith(_END_PREFIX):
-            found = match_end(line)
-            if found is not None:
-                fid, task, state, end_time = found.groups()
-                name = names.get(fid) or names.setdefault(fid, fid.decode())
-                record = {"e": rec.END, "f": name, "id": int(task), "st": _STATES[state]}
-        elif line.startswith(_START_PREFIX):
-            found = match_start(line)
-            if found is not None:
-                fid = found.group(1)
-                name = names.get(fid) or names.setdefault(fid, fid.decode())
-                record = {"e": rec.START, "f": name, "id": int(found.group(2)), "raw": line}
-        if record is None:
+        if line.startswith(_START_PREFIX) and (found := match_start(line)) is not None:
+            fid = found.group(1)
+            name = names.get(fid) or names.setdefault(fid, fid.decode())
+            record = {"e": rec.START, "f": name, "id": int(found.group(2)), "raw": line}
+        else:
             record = _parse(line)
             if record is None:
                 continue
-            end_time = record.get("t1")
-        if not _apply(apply, record) or record.get("e") != rec.END:
+        try:
+            apply(record)
+        except _DAMAGED:
+            continue  # a record no farmer could have applied either
+        if record.get("e") != rec.END:
             continue
-        st = record.get("st")
-        if st in DONE_STATES and end_time is not None:
-            try:
-                add_end(float(end_time))
-            except (TypeError, ValueError):
-                pass
-        if st == rec.FAILED:
+        st, end_time = record.get("st"), record.get("t1")
+        if st in DONE_STATES and isinstance(end_time, (int, float)):
+            add_end(float(end_time))
+        if st == failed:
             failures[record["id"]] = line
 
 
+#: What applying a damaged record raises (a farmer replaying it would fail the same way).
+_DAMAGED = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 _STATES = {state.encode(): state for state in (rec.FINISHED, rec.FAILED, rec.INTERRUPTED)}
-
-
-def _apply(apply: Any, record: dict[str, Any]) -> bool:
-    try:
-        apply(record)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        return False  # a record no farmer could have applied either
-    return True
 
 
 def start_of(record: dict[str, Any]) -> dict[str, Any]:
