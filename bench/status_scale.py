@@ -38,13 +38,18 @@ def mpifarmer(*args: str) -> list[str]:
             "from mpifarmer.__main__ import main; sys.exit(main())", *args]
 
 
-def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
+def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system, from wait4) of one run of ``argv``."""
     start = time.perf_counter()
-    result = subprocess.run(argv, env=env, capture_output=True)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
-    if result.returncode not in ok:
-        sys.exit(f"{argv[-4:]} exited {result.returncode}: {result.stderr.decode()[-2000:]}")
-    return wall
+    process.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        sys.exit(f"{argv[-4:]} exited {code}: {err.decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def journal_bytes(workdir: Path) -> int:
@@ -54,8 +59,10 @@ def journal_bytes(workdir: Path) -> int:
         return 0
 
 
-def during(size: int, tmp: Path, env: dict[str, str], every: float) -> tuple[list[tuple[float, int]], float]:
-    """Run a fresh farm of ``size`` tasks, timing status every ``every`` s: [(seconds, live journal bytes)]."""
+def during(size: int, tmp: Path, env: dict[str, str],
+           every: float) -> tuple[list[tuple[float, float, int]], float]:
+    """Run a fresh farm of ``size`` tasks, timing status every ``every`` s while its tasks run:
+    [(wall s, CPU s, live journal bytes)]; and the farm's wall time."""
     tasks = tmp / f"tasks-{size}.txt"
     tasks.write_text("".join(f"true {i}\n" for i in range(size)))
     workdir = tmp / f"wd-{size}"
@@ -68,14 +75,15 @@ def during(size: int, tmp: Path, env: dict[str, str], every: float) -> tuple[lis
         if not (workdir / "journal.jsonl").exists() or farm.poll() is not None:
             continue
         live = journal_bytes(workdir)
-        samples.append((timed(mpifarmer("status", "-w", str(workdir), "--json"), env, ok=(0, 1, 3)), live))
+        wall, cpu = timed(mpifarmer("status", "-w", str(workdir), "--json"), env, ok=(0, 1, 3))
+        samples.append((wall, cpu, live))
     _, err = farm.communicate()
     if farm.returncode != 0:
         sys.exit(f"the farm exited {farm.returncode}: {err.decode()[-2000:]}")
     return samples, time.perf_counter() - start
 
 
-def at_rest(size: int, tmp: Path, env: dict[str, str], repeat: int) -> dict[str, float]:
+def at_rest(size: int, tmp: Path, env: dict[str, str], repeat: int) -> dict[str, tuple[float, float]]:
     workdir = tmp / f"wd-{size}"
     tasks = tmp / f"tasks-{size}.txt"
     commands = {
@@ -85,11 +93,12 @@ def at_rest(size: int, tmp: Path, env: dict[str, str], repeat: int) -> dict[str,
         "status": mpifarmer("status", "-w", str(workdir)),
         "status --json": mpifarmer("status", "-w", str(workdir), "--json"),
     }
-    walls: dict[str, list[float]] = {name: [] for name in commands}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(repeat):
         for name, argv in commands.items():  # interleaved, so that load changes hit all alike
-            walls[name].append(timed(argv, env))
-    return {name: statistics.median(values) for name, values in walls.items()}
+            runs[name].append(timed(argv, env))
+    return {name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+            for name, values in runs.items()}
 
 
 def main() -> None:
@@ -111,14 +120,15 @@ def main() -> None:
             samples, farm_wall = during(size, tmp, env, args.every)
             rest = at_rest(size, tmp, env, args.repeat)
             print(f"\n## {size:,} tasks (farm: {farm_wall:.1f} s)")
-            print("\nwhile the farm ran, each status --json: seconds (live journal MiB)")
-            print(", ".join(f"{wall:.2f} ({live / 2**20:.0f})" for wall, live in samples) or "none")
+            print("\nwhile the farm ran, each status --json: wall s / CPU s (live journal MiB)")
+            print(", ".join(f"{wall:.2f}/{cpu:.2f} ({live / 2**20:.0f})" for wall, cpu, live in samples) or "none")
             if samples:
-                walls = [wall for wall, _ in samples]
-                print(f"median {statistics.median(walls):.2f} s, max {max(walls):.2f} s, over {len(walls)} runs")
-            print(f"\n| at rest, median of {args.repeat} | s |\n|---|---|")
-            for name, wall in rest.items():
-                print(f"| {name} | {wall:.2f} |")
+                walls, cpus = [s[0] for s in samples], [s[1] for s in samples]
+                print(f"wall: median {statistics.median(walls):.2f} s, max {max(walls):.2f} s; CPU: median "
+                      f"{statistics.median(cpus):.2f} s, max {max(cpus):.2f} s; over {len(walls)} runs")
+            print(f"\n| at rest, median of {args.repeat} | wall s | CPU s |\n|---|---|---|")
+            for name, (wall, cpu) in rest.items():
+                print(f"| {name} | {wall:.2f} | {cpu:.2f} |")
             print(json.dumps({"size": size, "during": samples, "rest": rest}))
         print(f"\n# load after {open('/proc/loadavg').read().split()[:3]}")
 

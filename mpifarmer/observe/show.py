@@ -15,7 +15,7 @@ from typing import TextIO
 
 from mpifarmer.observe.events import EventFollower
 from mpifarmer.observe.state import FarmReader
-from mpifarmer.observe.status import as_json, exit_code, gather
+from mpifarmer.observe.status import FarmStatus, as_json, exit_code, gather
 from mpifarmer.observe.statustext import render
 from mpifarmer.store.workdir import WorkDir
 
@@ -53,10 +53,10 @@ def show_status(workdir: WorkDir, *, as_object: bool, watch: float | None, lease
         reader.close()
 
 
-def _text(status: object, as_object: bool) -> str:
+def _text(status: FarmStatus, as_object: bool) -> str:
     if as_object:
-        return json.dumps(as_json(status), separators=(",", ":")) + "\n"  # type: ignore[arg-type]
-    return render(status)  # type: ignore[arg-type]
+        return json.dumps(as_json(status), separators=(",", ":")) + "\n"
+    return render(status)
 
 
 def _watch_live(reader: FarmReader, every: float, lease: float, out: TextIO) -> None:

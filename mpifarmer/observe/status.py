@@ -13,6 +13,7 @@ finished or failed.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,8 +263,6 @@ def _ids_with(ledger: Ledger, status: int) -> list[int]:
 
 
 def _parsed(line: bytes) -> dict[str, Any] | None:
-    import json
-
     try:
         record = json.loads(line)
     except ValueError:
