@@ -202,3 +202,21 @@ def test_events_follow_while_tasks_run_across_compactions(tmp_path: Path, clean_
     after = run_farmer("events", tasks, env=clean_home)
     assert after.returncode == 0
     assert [json.loads(line) for line in after.stdout.splitlines()] == followed, "the same story, read after"
+
+
+def test_a_packed_failure_points_at_its_pack_and_status_changes_nothing(tmp_path: Path,
+                                                                         clean_home: dict[str, str]) -> None:
+    tasks = write_list(tmp_path / "tasks.txt", ["echo fine", "echo broken >&2; exit 7", "echo fine too"])
+    assert run_farmer(tasks, "-n", "2", "--logs", "packed", env=clean_home).returncode == 1
+    workdir = tmp_path / "tasks.txt_workdir"
+    before = {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in workdir.rglob("*")}
+    code, form = status(tasks, env=clean_home)
+    assert code == 1
+    (latest,) = form["failures"]["latest"]
+    assert latest["id"] == 1 and latest["exit_code"] == 7
+    pack = Path(latest["log"])
+    assert pack.parent == workdir / "logs" and pack.name.startswith("pack.") and b"broken" in pack.read_bytes()
+    assert run_farmer("status", tasks, env=clean_home).returncode == 1
+    assert run_farmer("events", tasks, env=clean_home).returncode == 0
+    after = {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in workdir.rglob("*")}
+    assert after == before, "status and events write nothing"
