@@ -134,6 +134,11 @@ class FarmReader:
         self._rest = b""
         self._old_failures: dict[int, dict[int, dict[str, Any]]] = {}  # compacted generations never change
 
+    def forget_ends_before(self, moment: float) -> None:
+        """Drop the end times before ``moment`` (no window reaches back that far any more), so that
+        a long ``--watch`` keeps only the recent ones."""
+        self.done_ends = [t for t in self.done_ends if t >= moment]
+
     def history_failures(self, generation: int, wanted: set[int]) -> dict[int, dict[str, Any]]:
         """The last failed run, in compacted generation ``generation``, of each task in ``wanted``."""
         if generation not in self._old_failures:

@@ -177,6 +177,7 @@ def _rates(reader: FarmReader, rows: list[FarmerRow], now: float) -> Rates:
             earlier[window] += counts[now - window]
         if counts[now - longest] == 0:
             break  # nothing of this generation is recent, so nothing older is
+    reader.forget_ends_before(now - longest - 60.0)  # a minute to spare for clocks that disagree
     return Rates.of_end_times(sorted(reader.done_ends), now, origin, WINDOWS, earlier)
 
 
