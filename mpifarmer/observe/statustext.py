@@ -103,8 +103,9 @@ def _longest(status: FarmStatus) -> list[str]:
     if not status.longest:
         return []
     lines = ["longest running now:"]
+    ranked = any(run.rank for run in status.longest)  # MPI: name every rank, rank 0 too
     for run in status.longest:
-        where = f"{run.host} rank {run.rank} slot {run.slot}" if run.rank else f"{run.host} slot {run.slot}"
+        where = f"{run.host} rank {run.rank} slot {run.slot}" if ranked else f"{run.host} slot {run.slot}"
         lines.append(f"  task {run.task}: {duration(status.now - run.started)} on {where} ({run.farmer}): "
                      f"{_cut(run.command)}")
     return lines
