@@ -89,7 +89,9 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
                     break
                 deadline = min(coordinator.next_deadline(), worker.next_deadline())
                 if reporter is not None:
-                    reporter.observe(time.monotonic(), *coordinator.progress_counts())
+                    now = time.monotonic()
+                    if now >= reporter.due_at:
+                        reporter.observe(now, *coordinator.progress_counts())
                     deadline = min(deadline, reporter.next_at)
                 _wait(flags, backoff, busy, deadline, remote, pool.lull(), pool.due_in(time.time()))
         finally:

@@ -85,7 +85,14 @@ class ProgressReporter:
 
     @property
     def next_at(self) -> float:
+        """When the next showing is due."""
         return self.schedule.next_at
+
+    @property
+    def due_at(self) -> float:
+        """When the loop next has something to feed: a sample for the rate, or a showing. (Feeding
+        it on every turn of a busy loop would cost a few percent of a fast farm's dispatch.)"""
+        return min(self.schedule.next_at, self.tracker.next_sample_at)
 
     def figures(self, now: float, done: int, total: int, failed: int, running: int) -> ProgressFigures:
         rate = self.tracker.rate(now, RATE_WINDOW)

@@ -84,6 +84,11 @@ class RateTracker:
         self.samples: deque[tuple[float, int]] = deque()
         self.latest: tuple[float, int] | None = None
 
+    @property
+    def next_sample_at(self) -> float:
+        """When :meth:`add` would keep its next sample (until then only the latest count changes)."""
+        return self.samples[-1][0] + self.every if self.samples else float("-inf")
+
     def add(self, now: float, done: int) -> None:
         self.latest = (now, done)
         if not self.samples or now - self.samples[-1][0] >= self.every:

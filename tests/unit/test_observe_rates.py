@@ -115,6 +115,20 @@ def test_the_reporter_shows_figures_when_due_with_the_recent_rate() -> None:
     assert last == ProgressFigures(done=60, total=1000, failed=3, running=4, rate_per_min=30.0,
                                    eta_s=940 * 60.0 / 30.0)
     assert reporter.next_at == 180.0
+    assert reporter.due_at == 121.0, "the next sample, a second after the last"
+
+
+def test_a_loop_that_feeds_only_when_due_gets_the_same_figures() -> None:
+    every_turn: list[ProgressFigures] = []
+    when_due: list[ProgressFigures] = []
+    always, sparing = ProgressReporter(30.0, every_turn.append, 0.0), ProgressReporter(30.0, when_due.append, 0.0)
+    for tick in range(0, 1201):
+        now = tick / 10
+        always.observe(now, tick // 3, 1000, 0, 2)
+        if now >= sparing.due_at:
+            sparing.observe(now, tick // 3, 1000, 0, 2)
+    assert [f.done for f in when_due] == [f.done for f in every_turn] == [100, 200, 300, 400]
+    assert [f.rate_per_min for f in when_due] == [f.rate_per_min for f in every_turn]
 
 
 def test_the_progress_line_reads_as_the_readme_shows() -> None:
