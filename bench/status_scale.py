@@ -6,8 +6,8 @@ farmer runs (its tasks, then its close: views, timeline, the last compaction),
 ``mpifarmer status --json`` is timed every ``--every`` seconds, each time with the size of the
 live journal generation it had to replay (the rest comes from the snapshot and, for the rates,
 from the history's tail). Wall time and CPU time (user + system) are both reported: on a shared
-machine the wall time is mostly waiting for a core that the farmer and others hold. At rest, in the same invocation, against baselines on the same work
-directory:
+machine the wall time is mostly waiting for a core that the farmer and others hold. At rest, in
+the same invocation, against baselines on the same work directory:
 
   python -c pass        the interpreter's start-up, a floor no command beats
   mpifarmer --version   start-up with mpifarmer's command line imported
