@@ -9,20 +9,22 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mpifarmer import __version__, config, environment
+from mpifarmer import __version__, environment
 from mpifarmer.errors import EXIT_STOPPED, FarmerError, UsageError, WorkDirError
-from mpifarmer.farmer import run_coordinator, run_worker
 from mpifarmer.options import LOG_LAYOUTS, FarmerOptions
-from mpifarmer.requeue import requeue
-from mpifarmer.resources import PoolResources, line_check, plan
-from mpifarmer.runners import Runner
 from mpifarmer.signals import process_flags
-from mpifarmer.store.locking import LOCK_MODES, WorkLock, locate_lock
-from mpifarmer.store.store import Identity, Store
 from mpifarmer.store.workdir import WorkDir
-from mpifarmer.tasklists import TaskList
-from mpifarmer.tasklists.reader import TaskLines, check_lines, read_task_lines
+
+# The farmer's own modules are imported where a farm is run, so that 'status', 'events' and
+# 'log', which need none of them, start quickly.
+if TYPE_CHECKING:
+    from mpifarmer.resources import PoolResources
+    from mpifarmer.runners import Runner
+    from mpifarmer.store.store import Store
+    from mpifarmer.tasklists import TaskList
+    from mpifarmer.tasklists.reader import TaskLines
 
 __all__ = ["main"]
 
@@ -92,11 +94,15 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mpifarmer.store.locking import LOCK_MODES
+
     parser = _Parser(
         prog="mpifarmer",
         usage="mpifarmer [run] TASKLIST [options]",
         description="Run every line of TASKLIST as a shell command on a pool of workers. All progress is "
-        "kept in a work directory, so the same command run again continues where the last run stopped.",
+        "kept in a work directory, so the same command run again continues where the last run stopped. "
+        "Also: 'mpifarmer status TASKLIST' (how the farm stands), 'mpifarmer events TASKLIST' (its history as "
+        "JSON lines), 'mpifarmer log ID TASKLIST' (a task's output); each has --help.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -169,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="files (default): each task's output in WORKDIR/logs/log_ID; packed: every run's "
                         "output appended to a few pack files per pool, for lists of many tasks (read them with "
                         "'mpifarmer log ID'); see the README")
+    parser.add_argument("--progress", type=_delay, default=FarmerOptions.progress, metavar="SECONDS",
+                        help="log a progress line (done, failed, running, rate, ETA) every SECONDS; on a terminal "
+                        f"a progress bar instead; 0: neither (default: {FarmerOptions.progress:g})")
     parser.add_argument("--version", action="version", version=f"mpifarmer {__version__}")
     return parser
 
@@ -192,9 +201,7 @@ def log_command(argv: list[str]) -> int:
     from mpifarmer.tasklog import show_log
 
     args = build_log_parser().parse_args(argv)
-    if args.workdir is None and args.tasklist is None:
-        raise UsageError("give the task list or -w/--workdir DIR of the farm (see mpifarmer log --help)")
-    workdir = WorkDir(args.workdir or f"{args.tasklist}_workdir")
+    workdir = _workdir_of(args, "log")
     try:
         return show_log(workdir, args.task, sys.stdout.buffer)
     except BrokenPipeError:  # | head
@@ -227,11 +234,82 @@ def report_command(argv: list[str]) -> int:
     from mpifarmer.observe.report import write_report
 
     args = build_report_parser().parse_args(argv)
-    if args.workdir is None and args.tasklist is None:
-        raise UsageError("give the task list or -w/--workdir DIR of the farm (see mpifarmer report --help)")
-    workdir = WorkDir(args.workdir or f"{args.tasklist}_workdir")
+    workdir = _workdir_of(args, "report")
     try:
         return write_report(workdir, args.output, sys.stdout, as_json=args.json)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _workdir_of(args: argparse.Namespace, command: str) -> WorkDir:
+    if args.workdir is None and args.tasklist is None:
+        raise UsageError(f"give the task list or -w/--workdir DIR of the farm (see mpifarmer {command} --help)")
+    return WorkDir(args.workdir or f"{args.tasklist}_workdir")
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer status",
+        usage="mpifarmer status [TASKLIST] [-w DIR] [--json] [--watch [SECONDS]] [--lease-timeout SECONDS]",
+        description="Show a farm's state: tasks finished, failed, running and pending, every farmer that worked "
+        "on it, the rate over the last 1, 5 and 15 minutes, an ETA, the failures and the longest-running tasks. "
+        "Read-only: safe at any time, on any node that shares the work directory.",
+        epilog="exit codes: 0 every task finished; 1 nothing left, some failed; 3 tasks left (pending or running); "
+        "2 usage error or no such work directory; with --watch, 0 when interrupted")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (with --watch, one per line); see the README for its keys")
+    parser.add_argument("--watch", type=_seconds, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                        help="show it again every SECONDS (default 2), in place on a terminal, until Ctrl-C")
+    parser.add_argument("--lease-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="the farmers' --lease-timeout: a farmer on another node whose heartbeat is older is "
+                        "shown dead (default: 300)")
+    return parser
+
+
+def status_command(argv: list[str]) -> int:
+    """``mpifarmer status [TASKLIST] [-w DIR] [--json] [--watch [SECONDS]]``."""
+    from mpifarmer.observe.show import show_status
+
+    args = build_status_parser().parse_args(argv)
+    workdir = _workdir_of(args, "status")
+    logging.getLogger("mpifarmer.scheduling").setLevel(logging.ERROR)  # replay warnings are the farmers' to give
+    try:
+        return show_status(workdir, as_object=args.json, watch=args.watch, lease=args.lease_timeout)
+    except BrokenPipeError:  # | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_events_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpifarmer events",
+        usage="mpifarmer events [TASKLIST] [-w DIR] [--follow] [--new]",
+        description="Print the work directory's history as JSON lines, one event each (tasks added, claimed, "
+        "started and ended, farmers joined, left and found dead), in the versioned schema the README documents.",
+        epilog="exit codes: 0 printed (with --follow: interrupted); 2 usage error or no such work directory")
+    parser.add_argument("tasklist", metavar="TASKLIST", nargs="?", default=None,
+                        help="the task list (its work directory is TASKLIST_workdir unless -w says otherwise)")
+    parser.add_argument("-w", "--workdir", default=None, metavar="DIR", help="the work directory")
+    parser.add_argument("--follow", "-f", action="store_true",
+                        help="after the events so far, print each new one as it is recorded, like tail -f, until "
+                        "Ctrl-C")
+    parser.add_argument("--new", action="store_true",
+                        help="leave out the events recorded so far (with --follow: only what happens from now on)")
+    return parser
+
+
+def events_command(argv: list[str]) -> int:
+    """``mpifarmer events [TASKLIST] [-w DIR] [--follow] [--new]``."""
+    from mpifarmer.observe.show import show_events
+
+    args = build_events_parser().parse_args(argv)
+    workdir = _workdir_of(args, "events")
+    try:
+        return show_events(workdir, follow=args.follow, new_only=args.new)
     except BrokenPipeError:  # | head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -266,8 +344,19 @@ class _Context(logging.Filter):
         return True
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the time of each write: a progress bar on a terminal puts a
+    proxy there that prints log lines above the bar (see mpifarmer.observe.bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(where)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.addFilter(_Context())
     root = logging.getLogger("mpifarmer")
@@ -281,10 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     args_list = _normalise(given)
     _setup_logging(False)
     try:
-        if given[:1] == ["log"]:  # a task list named log runs with 'mpifarmer run log'
-            return log_command(given[1:])
-        if given[:1] == ["report"]:  # likewise 'mpifarmer run report'
-            return report_command(given[1:])
+        # a task list named log, status, events or report runs with 'mpifarmer run NAME'
+        commands = {"log": log_command, "status": status_command, "events": events_command,
+                    "report": report_command}
+        if given[:1] and given[0] in commands:
+            return commands[given[0]](given[1:])
         args = build_parser().parse_args(args_list)
         return run(args)
     except FarmerError as error:
@@ -295,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mpifarmer import config
+    from mpifarmer.farmer import run_coordinator
+
     runner = config.make_runner(args.runner, config.load_runner_definitions())
     handler = config.make_tasklist(args.handler, config.load_tasklist_definitions())
     mode = args.mode
@@ -309,6 +402,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _resources(args: argparse.Namespace) -> PoolResources:
     """What this process's pool hands out: its node's CPUs and GPUs, as the options ask."""
+    from mpifarmer.resources import plan
+
     try:
         inventory = environment.hardware(args.gpus)
     except ValueError as error:
@@ -321,6 +416,8 @@ def _resources(args: argparse.Namespace) -> PoolResources:
 def _finished(args: argparse.Namespace, code: int) -> int:
     """What the coordinator does after the farm: requeue the Slurm job if asked and needed."""
     if args.requeue and code == EXIT_STOPPED:
+        from mpifarmer.requeue import requeue
+
         requeue(environment.slurm(), args.max_requeues)
     return code
 
@@ -328,6 +425,11 @@ def _finished(args: argparse.Namespace, code: int) -> int:
 def _open(args: argparse.Namespace, handler: TaskList, resources: PoolResources,
           ranks: int = 1) -> tuple[Store, TaskLines, FarmerOptions]:
     """Read the task list and open the work directory: everything that can fail on bad input."""
+    from mpifarmer.resources import line_check
+    from mpifarmer.store.locking import WorkLock, locate_lock
+    from mpifarmer.store.store import Identity, Store
+    from mpifarmer.tasklists.reader import check_lines, read_task_lines
+
     task_list = Path(args.tasklist)
     tasks = read_task_lines(task_list)
     if not tasks.texts:
@@ -371,11 +473,14 @@ def _options(args: argparse.Namespace, resources: PoolResources) -> FarmerOption
                          gpus_per_task=args.gpus_per_task or 0, gpus=args.gpus,
                          timeout=args.timeout, verbose=args.verbose, retry_failed=args.retry_failed,
                          rank_timeout=args.rank_timeout, logs=args.logs, task_timeout=args.task_timeout,
-                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures)
+                         retries=args.retries, retry_delay=args.retry_delay, max_failures=args.max_failures,
+                         progress=args.progress)
 
 
 def _run_mpi(args: argparse.Namespace, runner: Runner, handler: TaskList) -> int:
     """Every rank: rank 0 opens the work directory and coordinates, the others work."""
+    from mpifarmer.farmer import run_coordinator, run_worker
+
     try:
         from mpifarmer.transport.mpi import MpiTransport
     except ImportError as error:

@@ -393,6 +393,14 @@ class Coordinator:
                                 work_left=ledger.pending > 0 or self._unrecorded_lines() > 0, failed=failed,
                                 failures_stopped=policy.failures_stop(failed, self.options.max_failures) is not None)
 
+    def progress_counts(self) -> tuple[int, int, int, int]:
+        """(done, total, failed, running) of the work directory as this farmer knows it: finished
+        or failed, every task line (recorded or not yet), failed, claimed by some farmer."""
+        ledger = self.store.ledger
+        failed = ledger.count(Status.FAILED)
+        return (ledger.count(Status.FINISHED) + failed, len(ledger) + self._unrecorded_lines(), failed,
+                ledger.count(Status.CLAIMED))
+
     def _unrecorded_lines(self) -> int:
         """Task-list lines this farmer has read that the work directory does not hold yet."""
         return max(0, len(self.tasks) - len(self.store.ledger))

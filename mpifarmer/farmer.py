@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from mpifarmer.coordinator import Coordinator
 from mpifarmer.environment import hostname
+from mpifarmer.observe.progress import BAR_EVERY, ProgressFigures, ProgressReporter, progress_line
 from mpifarmer.options import FarmerOptions
 from mpifarmer.pool import PackedLogs, Pool
 from mpifarmer.resources import PoolResources
@@ -76,17 +78,26 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
     coordinator = Coordinator(options, store, tasks, handler, router.coordinator(), flags, resources=resources)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
+    reporter, end_progress = _progress(options.progress, time.monotonic())
     try:
         coordinator.log_start()
         worker.hello()
-        while True:
-            busy = worker.step()
-            busy |= coordinator.step()
-            busy |= worker.step()
-            if coordinator.done:
-                break
-            _wait(flags, backoff, busy, min(coordinator.next_deadline(), worker.next_deadline()), remote,
-                  pool.lull(), pool.due_in(time.time()))
+        try:
+            while True:
+                busy = worker.step()
+                busy |= coordinator.step()
+                busy |= worker.step()
+                if coordinator.done:
+                    break
+                deadline = min(coordinator.next_deadline(), worker.next_deadline())
+                if reporter is not None:
+                    now = time.monotonic()
+                    if now >= reporter.due_at:
+                        reporter.observe(now, *coordinator.progress_counts())
+                    deadline = min(deadline, reporter.next_at)
+                _wait(flags, backoff, busy, deadline, remote, pool.lull(), pool.due_in(time.time()))
+        finally:
+            end_progress()  # before the last log lines: a bar leaves nothing behind
         code = coordinator.finish()
         while not worker.done:  # rank 0's worker receives Finish in process: nothing runs by now
             worker.step()
@@ -105,6 +116,23 @@ def run_coordinator(options: FarmerOptions, store: Store, tasks: TaskLines, hand
         remote.abort(code)
     coordinator.log_stop(code)
     return code
+
+
+def _progress(interval: float, start: float) -> tuple[ProgressReporter | None, Callable[[], None]]:
+    """What shows progress: on a terminal a bar redrawn every BAR_EVERY seconds, in a batch log a
+    line every ``interval`` seconds (``--progress``; 0: nothing); and how to end the showing."""
+    if interval <= 0:
+        return None, lambda: None
+    if sys.stderr.isatty():
+        from mpifarmer.observe.bar import TerminalBar  # rich: only on a terminal, it is slow to import
+
+        bar = TerminalBar(sys.stderr)
+        return ProgressReporter(BAR_EVERY, bar.show, start), bar.close
+
+    def log(figures: ProgressFigures) -> None:
+        logger.info("%s", progress_line(figures))
+
+    return ProgressReporter(interval, log, start), lambda: None
 
 
 def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, workdir_root: str, fid: str,

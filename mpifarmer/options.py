@@ -32,3 +32,4 @@ class FarmerOptions:
     max_failures: int | None = None  # --max-failures: stop (exit 4) once the work directory has this many
     logs: str = "files"  # --logs: one of LOG_LAYOUTS
     pack_limit: int = 1 << 30  # packed logs: a pack file rolls over at this size
+    progress: float = 60.0  # --progress: seconds between progress lines in a batch log (0: none, no bar)

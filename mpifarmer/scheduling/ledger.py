@@ -61,6 +61,13 @@ class FarmerInfo:
     registered: float = 0.0
     gone: bool = False
     held: set[int] = field(default_factory=set)
+    ranks: int = 1
+    slots: int | None = None  # each rank's pool slots (-n); None in journals older than the field
+    #: Runs it recorded as finished or failed; None if unknown (read from a snapshot older than the field).
+    done: int | None = 0
+    #: How it left: ``bye`` (it left) or ``dead`` (found dead), and when (wall time, if recorded).
+    gone_by: str | None = None
+    gone_at: float | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> FarmerInfo:
@@ -74,6 +81,8 @@ class FarmerInfo:
             restart=int(record.get("restart", 0)),
             lock=record.get("lock"),
             registered=float(record.get("t", 0.0)),
+            ranks=int(record.get("ranks", 1)),
+            slots=record.get("slots"),
         )
 
 
@@ -180,6 +189,9 @@ class Ledger:
         if self.started.get(task, {}).get("f") == fid:
             self.started.pop(task)
         state = record["st"]
+        if state in (rec.FINISHED, rec.FAILED) and (farmer := self.farmers.get(fid)) is not None \
+                and farmer.done is not None:
+            farmer.done += 1
         if state == rec.FINISHED:
             self._disown(task)
             self.attempts.pop(task, None)
@@ -223,6 +235,7 @@ class Ledger:
         if farmer is None:
             return
         farmer.gone = True
+        farmer.gone_by, farmer.gone_at = record["e"], record.get("t")
         for task in sorted(farmer.held):
             self.owner.pop(task, None)
             self.started.pop(task, None)
@@ -256,7 +269,8 @@ class Ledger:
             "delayed": {str(task): at for task, at in self.delayed.items()},
             "farmers": [{"fid": f.fid, "host": f.host, "boot": f.boot, "pid": f.pid, "pst": f.pid_start,
                          "job": f.job, "restart": f.restart, "lock": f.lock, "t": f.registered, "gone": f.gone,
-                         "held": sorted(f.held)} for f in self.farmers.values()],
+                         "held": sorted(f.held), "ranks": f.ranks, "slots": f.slots, "done": f.done,
+                         "gone_by": f.gone_by, "gone_at": f.gone_at} for f in self.farmers.values()],
         }
         data, ends = self.lines.buffers()
         return facts, [data, ends, memoryview(self.status)]
@@ -278,7 +292,9 @@ class Ledger:
             ledger._delay(int(task), float(at))
         for item in facts["farmers"]:
             farmer = FarmerInfo(item["fid"], item["host"], item["boot"], item["pid"], item["pst"], item["job"],
-                                item["restart"], item["lock"], item["t"], item["gone"], set(item["held"]))
+                                item["restart"], item["lock"], item["t"], item["gone"], set(item["held"]),
+                                int(item.get("ranks", 1)), item.get("slots"), item.get("done"),
+                                item.get("gone_by"), item.get("gone_at"))
             ledger.farmers[farmer.fid] = farmer
             for task in farmer.held:
                 ledger.owner[task] = farmer.fid
