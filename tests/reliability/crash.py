@@ -28,6 +28,8 @@ a busy machine is not):
   written; old journal linked into the history; journal replaced);
   in rounds 0 and 1 of every 4 the farmer rewrites ``timeline.json`` from a child process every 0.2 s
   (``MPIFARMER_TIMELINE_EVERY``), so that every kind of kill also lands while a child writes it;
+  one round in three gives each task a GPU of a fake inventory (``--gpus 0,1,2,3 --gpus-per-task 1``),
+  and every check also proves that no two overlapping runs of one farmer's rank shared a GPU;
 * ``drain``: SIGTERM, then SIGKILL 0 to 0.25 s later, as Slurm does at a time limit: the kill lands while
   the farmer interrupts its tasks, records them and leaves, or, if it was quicker, after it exited with 3
   (a stop, not a kill; the runs it recorded interrupted may run again);
@@ -274,6 +276,9 @@ class Figures:
     compactions: int = 0  # journal generations at the end of the rounds, summed
     pack_faults: int = 0  # spawners that killed themselves while packing output (of those)
     packed_rounds: int = 0
+    gpu_rounds: int = 0  # rounds whose tasks were each given a GPU
+    gpu_runs: int = 0  # end records that name a GPU
+    timeline_rounds: int = 0  # rounds whose timeline a child rewrote every 0.2 s
     outputs: int = 0  # finished runs whose output was read back through the log reader
     index_lines: int = 0  # packed index lines checked (after kills and at the end)
     retries: int = 0  # failed attempts recorded retrying (of flawed tasks, each within its retries)
@@ -301,7 +306,9 @@ class Figures:
         return (f"{self.mode}: {self.kills} kills survived in {self.rounds} rounds ({kinds}); last record before "
                 f"the kill: {last}; {self.spawner_kills} spawners killed under a running farmer ({self.pack_faults} "
                 f"while packing output); {self.packed_rounds} rounds with --logs packed, {self.index_lines} index "
-                f"lines checked, {self.outputs} finished runs' output read back; {self.stops} farmers "
+                f"lines checked, {self.outputs} finished runs' output read back; {self.gpu_rounds} rounds with GPUs "
+                f"({self.gpu_runs} runs given one); {self.timeline_rounds} rounds with a timeline child every "
+                f"0.2 s; {self.stops} farmers "
                 f"drained on SIGTERM before their SIGKILL; {self.compactions} journal compactions; "
                 f"{self.farmers} farmers started; {self.tasks} tasks, {self.runs} runs, {self.duplicates} "
                 f"duplicates, {self.unexplained} unexplained duplicates, {self.losses} losses, {self.overlaps} "
@@ -444,6 +451,9 @@ class Round:
         self.lines: list[str] = []
         self.flaws: dict[int, Flaw] = {}
         self.retry_delay = 0.2 if number % 3 == 2 else 0.0
+        # One round in three hands each task a GPU of a fake inventory of 4 (no GPU on this machine):
+        # the spawner's unit hand-out and the records' gpus field are under the kills too.
+        self.gpus = number % 3 == 1
         self.tasks = self.root / "tasks.jsonl"
         self.tasks.touch()
         self._append_tasks(BATCH[mode])
@@ -504,6 +514,8 @@ class Round:
             farmer += ["--retry-delay", str(self.retry_delay)]
         if self.packed:
             farmer += ["--logs", "packed"]
+        if self.gpus:
+            farmer += ["--gpus", "0,1,2,3", "--gpus-per-task", "1"]
         if self.mode == "mpi":
             launcher = mpiexec()
             assert launcher is not None
@@ -702,8 +714,26 @@ class Round:
                                 f"recorded finished run ended at {first_end}")
                 self._late_seen |= late
         self._check_overlaps(runs)
+        self._check_gpus(journal.records)
         if self.packed:
             self._check_packs(runs)
+
+    def _check_gpus(self, records: list[dict]) -> None:
+        """No two recorded runs of one farmer's rank that overlap in time were given the same GPU."""
+        held: dict[tuple[str, int], list[tuple[float, float, set[str], int]]] = {}
+        for record in records:
+            if record.get("e") == "end" and record.get("gpus") and record.get("t0") is not None:
+                held.setdefault((record["f"], record.get("rank", 0)), []).append(
+                    (record["t0"], record["t1"], set(str(record["gpus"]).split(",")), record["id"]))
+        for (fid, rank), spans in held.items():
+            spans.sort()
+            for i, (_, t1, gpus, task) in enumerate(spans):
+                for u0, _, others, other in spans[i + 1:]:
+                    if u0 >= t1 - EPS:
+                        break
+                    if gpus & others:
+                        self._overlap(task, f"tasks {task} and {other} of farmer {fid} rank {rank} ran at once on "
+                                      f"GPU {sorted(gpus & others)}")
 
     def _check_packs(self, runs: dict[int, list[Run]]) -> None:
         """Every complete index line names intact bytes holding the output of one run of its task."""
@@ -783,6 +813,10 @@ class Round:
         self.verify_snapshot()
         self.verify_outputs()
         self.figures.packed_rounds += self.packed
+        self.figures.gpu_rounds += self.gpus
+        self.figures.timeline_rounds += "MPIFARMER_TIMELINE_EVERY" in self.env
+        self.figures.gpu_runs += sum(1 for record in read_journal(self.workdir).records
+                                     if record.get("e") == "end" and record.get("gpus"))
         self._check_no_orphans()
 
     def verify_runs(self) -> None:
