@@ -78,6 +78,11 @@ class Handout:
     def cpu_per_task(self) -> float:
         return self.cpu / max(1, self.remote + self.local)
 
+    @property
+    def busy0(self) -> float:
+        """Rank 0's CPU seconds per second of the window: near 1, it is what limits the rate."""
+        return self.cpu / self.window
+
 
 def journal_lines(workdir: Path):
     """The lines of the journal's compacted generations (history/), then of the journal."""
@@ -165,7 +170,7 @@ def measure(ranks: int, wall: float, samples: list[tuple[float, float]], workdir
     for rank, t0, t1 in ends:
         first[rank] = min(first.get(rank, t0), t0)
         last[rank] = max(last.get(rank, t1), t1)
-    if len(first) < ranks:
+    if len(first) < (ranks if ranks > 0 else 1 - ranks):
         raise SystemExit(f"{workdir}: only ranks {sorted(first)} of {ranks} ran tasks")
     begin, end = max(first.values()), min(last.values())
     if end - begin < 1.0 or len(samples) < 2:
@@ -174,6 +179,13 @@ def measure(ranks: int, wall: float, samples: list[tuple[float, float]], workdir
     local = sum(1 for rank, _, t1 in ends if rank == 0 and begin <= t1 <= end)
     return Handout(ranks, wall, end - begin, remote, local, cpu_at(samples, end) - cpu_at(samples, begin), len(ends),
                    cpu_all)
+
+
+def label(ranks: int) -> str:
+    """What a configuration key stands for (see main)."""
+    if ranks == 1:
+        return "local mode (baseline)"
+    return f"`mpiexec -n {ranks}`" if ranks > 1 else f"rank 0 and {-ranks} echo ranks"
 
 
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
@@ -210,6 +222,8 @@ def main() -> int:
     parser.add_argument("--python", default=DEFAULT_PYTHON)
     parser.add_argument("--tasks", type=int, default=300_000)
     parser.add_argument("--ranks", default="4,16,64")
+    parser.add_argument("--echo-ranks", default="", metavar="R,...",
+                        help="also rank 0 (-n 1) with R load-generating ranks (bench/echo_rank.py)")
     parser.add_argument("--slots", type=int, default=6400, help="slots in all, divided among the ranks")
     parser.add_argument("--hold", type=float, default=0.1, help="seconds each task holds its slot")
     parser.add_argument("--no-local", action="store_true", help="skip the local-mode baseline")
@@ -217,6 +231,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", type=int, default=0, metavar="R", help="profile rank 0 of an R-rank job")
     parser.add_argument("--tmpdir", default=None)
+    parser.add_argument("--pin", action="store_true",
+                        help="rank 0 (and the local baseline) on CPU 0 alone, every other rank on the other CPUs")
     parser.add_argument("--write", action="store_true", help="add the report to bench/RESULTS.md")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
@@ -232,26 +248,39 @@ def main() -> int:
         f"[hold]\nRunner = mpifarmer.runners.HoldRunner\nseconds = {args.hold}\n")
     env = dict(os.environ, HOME=str(home), PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     farmer = [args.python, "-m", "mpifarmer"]
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) < 2:
+        raise SystemExit("--pin needs at least 2 CPUs")
+    pin0 = ["taskset", "-c", str(cpus[0])] if args.pin else []
+    pin_rest = ["taskset", "-c", ",".join(map(str, cpus[1:]))] if args.pin else []
     commit, load_before, started = git_commit(), loadavg(), datetime.datetime.now(datetime.UTC)
     rank_counts = [int(r) for r in args.ranks.split(",") if r]
 
     hold_list = tmp / "hold.txt"
     hold_list.write_text("true\n" * args.tasks)
-    configs = ([] if args.no_local else [1]) + rank_counts  # 1: the local-mode baseline
+    echo_counts = [int(r) for r in args.echo_ranks.split(",") if r]
+    # 1: the local-mode baseline; R > 1: R ranks of mpifarmer; -R: rank 0 and R echo ranks
+    configs = ([] if args.no_local else [1]) + rank_counts + [-r for r in echo_counts]
     results: dict[int, list[Handout]] = {}
     for repeat in range(args.repeat):
         for ranks in configs if repeat % 2 == 0 else list(reversed(configs)):
             workdir = tmp / f"hold-{ranks}-{repeat}"
-            per_rank = args.slots // ranks
-            cmd = [*farmer, str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir)]
-            if ranks > 1:
-                cmd = [mpiexec, "-n", str(ranks), *cmd]
+            per_rank = args.slots // abs(ranks)
+            common = [str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir)]
+            cmd = [*pin0, *farmer, *common]
+            if ranks > 1:  # MPMD form: rank 0 is the first program
+                cmd = [mpiexec, "-n", "1", *cmd, ":", "-n", str(ranks - 1), *pin_rest, *farmer, *common]
+            elif ranks < 0:
+                common[common.index("-n") + 1] = "1"
+                cmd = [mpiexec, "-n", "1", *pin0, *farmer, *common, ":", "-n", str(-ranks), *pin_rest, args.python,
+                       str(REPO / "bench" / "echo_rank.py"), str(per_rank), str(args.hold)]
             wall, samples, cpu_all = run_sampled(cmd, env, tmp / f"hold-{ranks}-{repeat}.log", workdir)
             result = measure(ranks, wall, samples, workdir, args.tasks, cpu_all)
             results.setdefault(ranks, []).append(result)
-            print(f"{'local' if ranks == 1 else f'{ranks} ranks'} x {per_rank} slots: {result.remote_rate:,.0f} "
+            print(f"{label(ranks)} x {per_rank} slots: {result.remote_rate:,.0f} "
                   f"remote/s, {result.rate:,.0f}/s in all, rank 0 ran {result.share0:.1%}, rank 0 CPU "
-                  f"{result.cpu_per_task * 1e6:.1f} us/task, all processes {cpu_all / args.tasks * 1e6:.0f} us/task, "
+                  f"{result.cpu_per_task * 1e6:.1f} us/task, busy {result.busy0:.0%}, all processes "
+                  f"{cpu_all / args.tasks * 1e6:.0f} us/task, "
                   f"window {result.window:.1f} s, wall {wall:.1f} s",
                   file=sys.stderr)
 
@@ -260,10 +289,12 @@ def main() -> int:
         ranks = args.profile
         workdir, prof = tmp / "profile", tmp / "rank0.prof"
         per_rank = args.slots // ranks
-        common = [str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir)]
-        cmd = [mpiexec, "-n", "1", args.python, str(REPO / "bench" / "profile_rank.py"), str(prof), *common]
+        # The profiler slows rank 0 down several times: its close (the views) can outlast the
+        # ranks' 30 s patience with a silent rank 0.
+        common = [str(hold_list), "-r", "hold", "-n", str(per_rank), "-w", str(workdir), "--rank-timeout", "600"]
+        cmd = [mpiexec, "-n", "1", *pin0, args.python, str(REPO / "bench" / "profile_rank.py"), str(prof), *common]
         if ranks > 1:
-            cmd += [":", "-n", str(ranks - 1), *farmer, *common]
+            cmd += [":", "-n", str(ranks - 1), *pin_rest, *farmer, *common]
         wall, samples, cpu_all = run_sampled(cmd, env, tmp / "profile.log", workdir)
         result = measure(ranks, wall, samples, workdir, args.tasks, cpu_all)
         stream = tmp / "profile.txt"
@@ -314,34 +345,41 @@ def render(args: argparse.Namespace, results: dict[int, list[Handout]], walls: d
              f"- {args.tasks:,} tasks run by the HoldRunner (each holds a slot for {args.hold:g} s, no process), "
              f"{args.slots:,} slots in all (demand {args.slots / args.hold:,.0f} tasks/s), "
              f"{args.repeat} runs each, alternating; figures over each run's steady window"]
+    if args.pin:
+        lines.append("- `--pin`: rank 0 (and the local baseline) alone on CPU 0, every other rank on the other CPUs "
+                     "(taskset), so that rank 0 has a core of its own as on a cluster")
     if args.note:
         lines.append(f"- {args.note}")
     lines += ["", "| run | slots per rank | remote tasks/s (median) | remote tasks/s (best) | all tasks/s (median) | "
               "share run on rank 0 | rank 0 CPU per task, µs (median) | CPU per task ÷ baseline | "
+              "rank 0 busy (CPU ÷ window) | "
               "all processes' CPU per task, µs (whole run) | window s | wall s |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     baseline_key = 1 if 1 in results else min(results)
     base_cpu = median([r.cpu_per_task for r in results[baseline_key]])
     for ranks, runs in results.items():
-        name = "local mode (baseline)" if ranks == 1 else f"`mpiexec -n {ranks}`"
+        name = label(ranks)
         cpu = median([r.cpu_per_task for r in runs])
         lines.append(
-            f"| {name} | {args.slots // ranks} | {median([r.remote_rate for r in runs]):,.0f} | "
+            f"| {name} | {args.slots // abs(ranks)} | {median([r.remote_rate for r in runs]):,.0f} | "
             f"{max(r.remote_rate for r in runs):,.0f} | {median([r.rate for r in runs]):,.0f} | "
             f"{median([r.share0 for r in runs]):.1%} | {cpu * 1e6:.1f} | {cpu / base_cpu:.2f} | "
+            f"{median([r.busy0 for r in runs]):.0%} | "
             f"{median([r.cpu_all / r.finished for r in runs]) * 1e6:.0f} | "
             f"{median([r.window for r in runs]):.1f} | {median([r.wall for r in runs]):.1f} |")
-    mpi = [ranks for ranks in results if ranks > 1]
-    if mpi:
-        best = max(median([r.remote_rate for r in results[ranks]]) for ranks in mpi)
-        lines += ["", f"- Goal: rank 0 sustains at least 50,000 remote hand-outs per second: "
-                  f"**{'met' if best >= 50_000 else 'missed'}** (best median {best:,.0f}/s)."]
-        first = min(mpi)
+    lines.append("")
+    for kind, keys in (("mpifarmer ranks", [k for k in results if k > 1]),
+                       ("echo ranks", sorted((k for k in results if k < 0), reverse=True))):
+        if not keys:
+            continue
+        best = max(median([r.remote_rate for r in results[key]]) for key in keys)
+        lines.append(f"- Goal: rank 0 sustains at least 50,000 remote hand-outs per second, with {kind}: "
+                     f"**{'met' if best >= 50_000 else 'missed'}** (best median {best:,.0f}/s).")
+        first = keys[0]
         first_cpu = median([r.cpu_per_task for r in results[first]])
-        for ranks in mpi:
-            if ranks != first:
-                ratio = median([r.cpu_per_task for r in results[ranks]]) / first_cpu
-                lines.append(f"- Rank 0 CPU per task at {ranks} ranks ÷ at {first} ranks: {ratio:.2f}.")
+        for key in keys[1:]:
+            ratio = median([r.cpu_per_task for r in results[key]]) / first_cpu
+            lines.append(f"- Rank 0 CPU per task, {label(key)} ÷ {label(first)}: {ratio:.2f}.")
     if profile:
         lines += ["", profile]
     if walls["local -n 2"]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from mpifarmer.store import codec
 from mpifarmer.store.journal import read_header
 from mpifarmer.store.workdir import WorkDir
 
@@ -85,7 +85,7 @@ def batches(stream: BinaryIO, marker: bytes | tuple[bytes, ...] | None = None,
             elif marker is not None and marker not in line:
                 continue
             try:
-                record = json.loads(line)
+                record = codec.loads(line)
             except ValueError:
                 continue
             if isinstance(record, dict):

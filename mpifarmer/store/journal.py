@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mpifarmer.store import codec
+
 __all__ = ["GenerationChanged", "Journal", "NewerJournal", "compaction_step", "read_header"]
 
 logger = logging.getLogger(__name__)
@@ -192,7 +194,7 @@ class Journal:
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = codec.loads(line)
             except ValueError:
                 self.skipped += 1
                 logger.warning("%s: skipping a damaged journal line (%d bytes)", self.path, len(line))
@@ -246,7 +248,7 @@ class Journal:
         """Append ``records``; call with the lock held and after :meth:`read_new`."""
         if not records:
             return
-        payload = "".join(_dumps(record) + "\n" for record in records).encode()
+        payload = codec.record_lines(records)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
