@@ -42,9 +42,9 @@ def main() -> int:
         for _source, message in transport.poll():
             if isinstance(message, msg.Work):
                 if draining:
-                    transport.send(0, msg.Released([work.id for work in message.tasks]))
+                    transport.send(0, msg.Released([work.id for work in message.works()]))
                 else:
-                    waiting.extend(message.tasks)
+                    waiting.extend(message.works())
             elif isinstance(message, msg.Drain):
                 draining = True
                 if waiting:

@@ -258,15 +258,15 @@ class Coordinator:
                 self.outbox = []
                 self.dispatcher.claimed(result.claimed, want, wall, result.delay_end)
                 self._holders = result.holders
-        batches: dict[int, list[msg.TaskWork]] = {}
+        batches: dict[int, list[tuple[Any, ...]]] = {}
         ledger = self.store.ledger
         lines, default_retries = ledger.lines, self.options.retries
         for rank, task in self.dispatcher.assign():
             line = lines[task]
             attrs = ledger.attrs.get(task, {})
             attempt = policy.attempt_of(ledger.attempts.get(task, 0), policy.retries_of(attrs, default_retries))
-            batches.setdefault(rank, []).append(msg.TaskWork(task, line, self.handler.describe(line).command,
-                                                             attrs, attempt))
+            # msg.TaskWork's fields, as a plain tuple (see msg.Work)
+            batches.setdefault(rank, []).append((task, line, self.handler.describe(line).command, attrs, attempt))
         for rank, works in batches.items():
             self.transport.send(rank, msg.Work(works))
         return bool(batches)

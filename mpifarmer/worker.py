@@ -113,9 +113,9 @@ class Worker:
             self._heard = now
             if isinstance(message, msg.Work):
                 if self.draining:
-                    self._send(msg.Released([work.id for work in message.tasks]))
+                    self._send(msg.Released([work.id for work in message.works()]))
                 else:
-                    self.queue.extend(message.tasks)
+                    self.queue.extend(message.works())
             elif isinstance(message, msg.Drain):
                 self._drain(message.reason)
             elif isinstance(message, msg.Finish):

@@ -41,7 +41,7 @@ class FakeRank:
         for _, message in self.transport.poll():
             self.received.append(message)
             if isinstance(message, msg.Work):
-                self.queue.extend(message.tasks)
+                self.queue.extend(message.works())
         self.max_held = max(self.max_held, len(self.queue))
 
     def finish_all(self, code: int = 0, reason: str = "exited") -> list[int]:
@@ -108,7 +108,7 @@ def test_every_task_is_sent_once_spread_over_ranks_and_recorded(tmp_path: Path) 
     fakes = greet([FakeRank(hub, rank) for rank in range(3)])
     drive(coordinator, fakes)
     assert coordinator.finish() == EXIT_DONE
-    sent = [w.id for fake in fakes for run in fake.got(msg.Work) for w in run.tasks]
+    sent = [w.id for fake in fakes for run in fake.got(msg.Work) for w in run.works()]
     assert sorted(sent) == list(range(60))
     assert all(fake.got(msg.Work) for fake in fakes), "every rank got work"
     assert store.ledger.count(Status.FINISHED) == 60

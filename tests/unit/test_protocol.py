@@ -29,8 +29,15 @@ def test_a_task_tuple_is_rebuilt_by_tuple_new_and_round_trips(item: tuple) -> No
 
 def test_batches_round_trip() -> None:
     ended = msg.Ended([t for t in TUPLES if isinstance(t, msg.TaskEnd)])
-    work = msg.Work([t for t in TUPLES if isinstance(t, msg.TaskWork)])
-    for message in (ended, work):
-        back = pickle.loads(pickle.dumps(message, protocol=5))
-        assert type(back) is type(message) and back == message
-        assert [type(t) for t in back[0]] == [type(t) for t in message[0]]
+    back = pickle.loads(pickle.dumps(ended, protocol=5))
+    assert type(back) is msg.Ended and back == ended and [type(t) for t in back.ends] == [msg.TaskEnd] * 2
+
+
+def test_work_carries_plain_tuples_and_reads_back_as_task_work() -> None:
+    works = [t for t in TUPLES if isinstance(t, msg.TaskWork)]
+    work = msg.Work([tuple(t) for t in works])
+    back = pickle.loads(pickle.dumps(work, protocol=5))
+    assert all(type(t) is tuple for t in back.tasks)
+    read = list(back.works())
+    assert read == works and all(type(t) is msg.TaskWork for t in read)
+    assert [t.attempt for t in read] == [(2, 3), None]
