@@ -266,7 +266,7 @@ class Coordinator:
             attrs = ledger.attrs.get(task, {})
             attempt = policy.attempt_of(ledger.attempts.get(task, 0), policy.retries_of(attrs, default_retries))
             # msg.TaskWork's fields, as a plain tuple (see msg.Work)
-            batches.setdefault(rank, []).append((task, line, self.handler.describe(line).command, attrs, attempt))
+            batches.setdefault(rank, []).append((task, line, self.handler.command_of(line), attrs, attempt))
         for rank, works in batches.items():
             self.transport.send(rank, msg.Work(works))
         return bool(batches)

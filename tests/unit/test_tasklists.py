@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from mpifarmer.runners import BasicRunner
-from mpifarmer.task import Task
+from mpifarmer.task import Task, TaskSpec
 from mpifarmer.tasklists import ListTaskList, TaskList, TemplateTaskList
 
 
@@ -113,3 +113,17 @@ def test_only_handlers_of_ones_own_may_give_attributes() -> None:
     assert not ListTaskList().may_give_attributes()
     assert not TemplateTaskList("cat {}").may_give_attributes()
     assert Coloured().may_give_attributes()
+
+
+def test_command_of_is_describes_command_whatever_the_handler_overrides() -> None:
+    class Upper(TaskList):
+        def command(self, line: str) -> str:
+            return line.upper()
+
+    class Described(TaskList):
+        def describe(self, line: str) -> TaskSpec:
+            return super().describe(f"nice {line}")
+
+    for handler, expected in ((TaskList(), "echo hi"), (ListTaskList(), "echo hi"), (Upper(), "ECHO HI"),
+                              (Described(), "nice echo hi"), (TemplateTaskList("run {}"), "run 'echo hi'")):
+        assert handler.command_of("echo hi") == handler.describe("echo hi").command == expected
