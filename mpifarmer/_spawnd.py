@@ -30,8 +30,21 @@ stdin and writes replies on stdout, each a 4-byte big-endian length and a ``mars
              ("drop",)                     forget the queued tasks that have not started
   replies    ("started", id, pid, t0, units)  units: {resource: [unit, ...]} given to the run
              ("ended", id, returncode, t1)  returncode < 0: killed by that signal
+                                           (the run's process, its leader; a run that was
+                                           signalled ends when its whole process group is gone)
              ("error", id, message, t)      the program could not be started
              ("dropped", [id, ...])
+
+A run is its process group. A signal stops the leader and its children alike, but they do not
+exit at once (one may ignore a SIGTERM, or just not have been scheduled yet), so a run this process
+signalled is not reported ended until no process of its group is left, however early its leader
+went: its retry, or another farmer's run of it, must not start beside its remains. The farmer's
+SIGKILL after the grace reaches those remains too. This process is the child subreaper of its
+tasks' processes (Linux), so the remains, orphaned by their leader, are its children and it reaps
+them at once (an init that reaps late, as some container inits do, would leave their zombies in
+the group; where it cannot be a subreaper, a group that still answers one second after its
+SIGKILL is taken for zombies, and the run is ended). A run that was never signalled ends with its
+leader, and what it left running in the background is its own business.
 
 When stdin closes (the farmer ended, or was killed) it SIGKILLs every task it still runs and
 exits, so no task outlives its farmer. LIFE_FD is the write end of the pool's sentinel pipe
@@ -62,6 +75,8 @@ _HEADER = struct.Struct(">I")
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)  # signals.HELPER_IGNORES
 #: The directory the spawner started in, where tasks without a ``cwd`` of their own run.
 _HOME = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+#: Seconds after a SIGKILL of a lingering group at which it is taken for gone (zombies nobody reaps).
+_ZOMBIE_PATIENCE = 1.0
 _TASK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD,
                  signal.SIGPIPE)
 
@@ -83,17 +98,21 @@ def main() -> int:
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED)  # the pool started us with them blocked
+    _become_subreaper()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     base_env = dict(os.environ)
     running: dict[int, tuple] = {}  # pid -> (task id, units it was given, spool fd or -1, t0)
+    signalled: set[int] = set()  # the runs in running that were sent a signal
+    lingering: dict[int, list] = {}  # signalled runs whose leader is gone: pgid -> [entry, returncode, killed at]
     buffer = b""
     out: list[bytes] = []
     open_input = True
-    while open_input or running:
-        readable, _, _ = select.select([requests, wake_read] if open_input else [wake_read], [], [], 1.0)
+    while open_input or running or lingering:
+        readable, _, _ = select.select([requests, wake_read] if open_input else [wake_read], [], [],
+                                       0.1 if lingering else 1.0)  # their SIGCHLDs wake it on Linux
         if wake_read in readable:
             os.read(wake_read, 4096)
         if requests in readable:
@@ -128,6 +147,12 @@ def main() -> int:
                     for pid, entry in running.items():
                         if chosen is None or entry[0] in chosen:
                             _kill(pid, request[1])
+                            signalled.add(pid)
+                    for pgid, left in lingering.items():
+                        if chosen is None or left[0][0] in chosen:
+                            _kill(pgid, request[1])
+                            if request[1] == signal.SIGKILL and left[2] is None:
+                                left[2] = time.monotonic()
                 elif request[0] == "note" and writer is not None:
                     try:
                         writer.note(request[1], request[2], request[3], time.time())
@@ -141,7 +166,12 @@ def main() -> int:
                 queue.clear()
                 for pid in running:
                     _kill(pid, signal.SIGKILL)
-        while running:
+                signalled.update(running)
+                for pgid, left in lingering.items():
+                    _kill(pgid, signal.SIGKILL)
+                    if left[2] is None:
+                        left[2] = time.monotonic()
+        while True:  # the runs' leaders, and the orphans of their groups (see _become_subreaper)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -150,11 +180,16 @@ def main() -> int:
                 break
             entry = running.pop(pid, None)
             if entry is not None:
-                returncode, t1 = os.waitstatus_to_exitcode(status), time.time()
-                if entry[2] >= 0:
-                    _pack(writer, entry[0], entry[2], returncode, entry[3], t1)
-                out.append(marshal.dumps(("ended", entry[0], returncode, t1)))
-                units.give_back(entry[1])
+                returncode = os.waitstatus_to_exitcode(status)
+                if pid in signalled:
+                    signalled.discard(pid)
+                    lingering[pid] = [entry, returncode, None]  # ended below once its group is gone
+                else:
+                    _end(entry, returncode, units, writer, out)
+        for pgid, (entry, returncode, killed) in list(lingering.items()):
+            if not _group_alive(pgid) or (killed is not None and time.monotonic() - killed > _ZOMBIE_PATIENCE):
+                del lingering[pgid]
+                _end(entry, returncode, units, writer, out)
         while (index := capacity.next_to_start((queued[5] for queued in queue), units)) is not None:
             request = queue[index]
             del queue[index]
@@ -170,6 +205,37 @@ def main() -> int:
     if writer is not None:
         writer.close()
     return 0
+
+
+def _become_subreaper() -> None:
+    """Have the orphaned processes of the tasks reparented to this process, which reaps them, so
+    that a group whose leader is gone holds no zombie once its processes have exited."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):  # not Linux: see _ZOMBIE_PATIENCE
+        pass
+
+
+def _end(entry: tuple, returncode: int, units, writer, out: list) -> None:
+    """Report the end of a run (entry as in ``running``) and free what it was given."""
+    t1 = time.time()
+    if entry[2] >= 0:
+        _pack(writer, entry[0], entry[2], returncode, entry[3], t1)
+    out.append(marshal.dumps(("ended", entry[0], returncode, t1)))
+    units.give_back(entry[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (zombies included)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process that changed its user (setuid): there all the same
+        pass
+    return True
 
 
 def _load(package: str, module: str) -> types.SimpleNamespace:

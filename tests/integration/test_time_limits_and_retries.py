@@ -16,6 +16,7 @@ from farmhelpers import (
     journal,
     run_farmer,
     start_farmer,
+    task_processes,
     view,
     wait_for,
     write_list,
@@ -53,6 +54,25 @@ def test_a_task_past_its_timeout_is_stopped_within_the_grace_failed_and_its_slot
     assert second["t0"] - first["t1"] < 1.5 and third["t0"] - second["t1"] < 1.5
     assert view(workdir, "failed") == {0: "sleep 30", 1: "trap '' TERM; sleep 30"}  # PyTaskFarmer's lines
     assert "ran longer than its time limit" in result.stderr
+
+
+def test_a_timed_out_run_ends_when_its_whole_process_group_is_gone(tmp_path: Path,
+                                                                   clean_home: dict[str, str]) -> None:
+    # The first run's shell dies of the SIGTERM, its subshell ignores it and still holds the task's
+    # lock: the retry must wait for it (killed after the grace), not start beside it. The crash
+    # harness met the same with a plain `sleep` that had not yet exited 15 ms after the SIGTERM.
+    runs, out, lock, marker = tmp_path / "runs", tmp_path / "out", tmp_path / "lock", f"group-{tmp_path.name}"
+    tasks = write_list(tmp_path / "tasks.txt", [
+        f"exec 9>>{lock}; flock -n 9 || echo overlap >> {out}; {counter(runs)}; "
+        f"if [ $c -eq 1 ]; then (trap '' TERM; sleep 30; echo lived >> {out}); fi; echo run $c >> {out} # {marker}"])
+    result = run_farmer(tasks, "-n", "2", "--task-timeout", "0.5", "--retries", "1", env=clean_home)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == "run 2\n"  # no overlap, and the subshell did not live on
+    first, second = ends_of(tmp_path / "tasks.txt_workdir", 0)
+    assert (first["st"], first["why"]) == ("retrying", "timed-out")
+    assert first["t1"] - first["t0"] >= 0.5 + 3.0  # its subshell went on until the SIGKILL after the grace
+    assert second["t0"] >= first["t1"] and second["st"] == "finished"
+    assert task_processes(marker) == []
 
 
 # -- retries --
