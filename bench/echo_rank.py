@@ -41,10 +41,12 @@ def main() -> int:
     while True:
         for _source, message in transport.poll():
             if isinstance(message, msg.Work):
+                # (protocol 4 sent TaskWork tuples; 5 sends plain ones: this compares revisions)
+                works = list(message.works()) if hasattr(message, "works") else message.tasks
                 if draining:
-                    transport.send(0, msg.Released([work.id for work in message.works()]))
+                    transport.send(0, msg.Released([work.id for work in works]))
                 else:
-                    waiting.extend(message.works())
+                    waiting.extend(works)
             elif isinstance(message, msg.Drain):
                 draining = True
                 if waiting:

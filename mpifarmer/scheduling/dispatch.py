@@ -10,6 +10,12 @@ How much a farmer holds: enough to fill every slot, plus a prefetch per rank so 
 never waits a round trip for its next task, plus, for short tasks only, a claim-ahead of one
 task per slot. Long tasks are never held back behind others: no farmer holds more than it
 can start soon, so the end of a run stays balanced across farmers.
+
+How often a rank is sent work: a rank with a prefetch of P is refilled once it has room for
+P / REFILL_SHARE tasks, not for each task that ends, so that at tens of thousands of tasks a
+second over many ranks a message carries many tasks instead of a few (rank 0's CPU per task grew
+by a third from 4 to 64 ranks when each end was refilled at once). The rank still holds at
+least its slots' worth and most of its prefetch when the refill is sent: none of its slots waits.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["Dispatcher", "RankState"]
+__all__ = ["REFILL_SHARE", "Dispatcher", "RankState"]
+
+#: A rank is refilled when it has room for a REFILL_SHARE-th of its prefetch (see the docstring).
+REFILL_SHARE = 4
 
 
 @dataclass
@@ -30,6 +39,11 @@ class RankState:
     @property
     def room(self) -> int:
         return self.slots + self.prefetch - len(self.in_flight)
+
+    @property
+    def refill(self) -> int:
+        """The room below which the rank is not sent work yet (1: any room at all)."""
+        return max(1, self.prefetch // REFILL_SHARE)
 
 
 class Dispatcher:
@@ -137,12 +151,13 @@ class Dispatcher:
         """(rank, task) pairs to send now, and record them in flight.
 
         Each task goes to the rank with the most room at that moment (the lowest rank on a
-        tie), so that a few tasks spread over ranks rather than queue on one.
+        tie), so that a few tasks spread over ranks rather than queue on one; a rank with less
+        room than its refill gets nothing yet (see the module docstring).
         """
         pairs: list[tuple[int, int]] = []
         if self.draining or not self.queue:
             return pairs
-        rooms = [(-state.room, rank) for rank, state in self.ranks.items() if state.room > 0]
+        rooms = [(-state.room, rank) for rank, state in self.ranks.items() if state.room >= state.refill]
         heapq.heapify(rooms)
         queue = self.queue
         while queue and rooms:

@@ -185,3 +185,33 @@ def test_a_whole_farm_runs_every_task_exactly_once() -> None:
         now += 0.5
         assert now < 100, "the farm does not terminate"
     assert sorted(ran) == list(range(20)) and len(ran) == 20
+
+
+def test_a_rank_with_a_prefetch_is_refilled_in_batches_never_below_its_slots() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.add_rank(1, slots=100, prefetch=40)  # refill: 40 // 4 = 10
+    dispatcher.claimed(list(range(1000)), 1000, 0.0)
+    first = dispatcher.assign()
+    assert len(first) == 140
+    for task in range(9):
+        dispatcher.ended(1, task, 0.01)
+    assert dispatcher.assign() == [], "9 of room: not yet"
+    dispatcher.ended(1, 9, 0.01)
+    refill = dispatcher.assign()
+    assert [task for _, task in refill] == list(range(140, 150)), "one message of 10"
+    assert len(dispatcher.ranks[1].in_flight) == 140
+    # While it waits for a refill, the rank holds at least its slots and most of its prefetch.
+    for task in range(10, 19):
+        dispatcher.ended(1, task, 0.01)
+        assert len(dispatcher.ranks[1].in_flight) >= 100 + 40 - 10
+
+
+def test_a_rank_without_a_prefetch_or_with_a_small_one_is_refilled_at_each_end() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.add_rank(0, slots=2, prefetch=0)
+    dispatcher.add_rank(1, slots=2, prefetch=3)  # 3 // 4 = 0: refilled at any room
+    dispatcher.claimed(list(range(20)), 20, 0.0)
+    assert len(dispatcher.assign()) == 7
+    dispatcher.ended(0, next(iter(dispatcher.ranks[0].in_flight)), 0.01)
+    dispatcher.ended(1, next(iter(dispatcher.ranks[1].in_flight)), 0.01)
+    assert sorted(rank for rank, _ in dispatcher.assign()) == [0, 1]
