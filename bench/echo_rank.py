@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mpifarmer.scheduling import policy  # noqa: E402
 from mpifarmer.transport import protocol as msg  # noqa: E402
 from mpifarmer.transport.mpi import MpiTransport  # noqa: E402
 
@@ -38,6 +39,9 @@ def main() -> int:
     waiting: deque[msg.TaskWork] = deque()
     running: list[tuple[float, int, float, msg.TaskWork]] = []  # (due, slot, t0, work): a heap
     draining, sent = False, time.monotonic()
+    ends: list[msg.TaskEnd] = []
+    held_since: float | None = None
+    due = getattr(policy, "ends_report_due", None)
     while True:
         for _source, message in transport.poll():
             if isinstance(message, msg.Work):
@@ -57,16 +61,21 @@ def main() -> int:
                 transport.flush(5.0)
                 return 0
         now = time.time()
-        ends = []
         while running and running[0][0] <= now:
             _due, slot, t0, work = heapq.heappop(running)
             ends.append(msg.TaskEnd(work.id, 0, t0, now, slot, "exited", work.attrs))
             free.append(slot)
+            held_since = held_since or time.monotonic()
         while free and waiting:
             heapq.heappush(running, (now + hold, free.pop(), now, waiting.popleft()))
-        if ends:
+        # as a worker reports its ends (mpifarmer.worker, policy.ends_report_due)
+        if due is not None and due(held_since=held_since, now=time.monotonic(), queued=len(waiting),
+                                   stopping=draining, wait=policy.END_REPORT_WAIT):
             transport.send(0, msg.Ended(ends))
-            sent = time.monotonic()
+            ends, held_since, sent = [], None, time.monotonic()
+        elif due is None and ends:  # an older mpifarmer: each step's ends
+            transport.send(0, msg.Ended(ends))
+            ends, sent = [], time.monotonic()
         elif time.monotonic() - sent >= 1.0:
             transport.send(0, msg.Beat())
             sent = time.monotonic()

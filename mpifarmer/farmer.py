@@ -26,6 +26,7 @@ from mpifarmer.options import FarmerOptions
 from mpifarmer.pool import PackedLogs, Pool
 from mpifarmer.resources import PoolResources
 from mpifarmer.runners import Runner
+from mpifarmer.scheduling import policy
 from mpifarmer.signals import SignalFlags, process_flags
 from mpifarmer.store.store import Store
 from mpifarmer.store.workdir import WorkDir
@@ -141,7 +142,8 @@ def run_worker(options: FarmerOptions, runner: Runner, transport: Transport, wor
     flags = process_flags()
     pool = make_pool(options, runner, workdir_root, fid, log_path, transport.rank, resources)
     worker = Worker(transport, pool, flags, verbose=options.verbose, silence_limit=rank_timeout,
-                    kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout)
+                    kill_grace=options.kill_grace, start_flush=options.start_flush, task_timeout=options.task_timeout,
+                    end_wait=policy.END_REPORT_WAIT)
     backoff = Backoff(POLL_MAX)
     flags.watch(pool.fileno())
     try:

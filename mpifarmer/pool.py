@@ -185,10 +185,15 @@ class Pool:
         """Readable when the spawner has news: a main loop waits on it with its other sources."""
         return self._replies
 
+    @property
+    def queued(self) -> int:
+        """Tasks given to the pool that have not started yet (waiting for a slot)."""
+        return self._queued if self._holds is None else self._holds.waiting
+
     def lull(self) -> float:
         """How long the spawner can keep every slot busy from its queue alone, judged by recent
         run times: seconds in which the pool needs nothing from its caller (0 if unknown)."""
-        queued = self._queued if self._holds is None else self._holds.waiting
+        queued = self.queued
         if self._mean is None or not queued:
             return 0.0
         return queued * self._mean / self.slots

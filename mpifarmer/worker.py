@@ -18,6 +18,7 @@ from collections import deque
 
 from mpifarmer.environment import hostname, pid_start
 from mpifarmer.pool import Outcome, Pool, Run
+from mpifarmer.scheduling import policy
 from mpifarmer.scheduling.timeouts import TimeLimits, limit_of
 from mpifarmer.signals import SignalFlags
 from mpifarmer.task import EndReason, Task
@@ -37,7 +38,7 @@ class Worker:
 
     def __init__(self, transport: Transport, pool: Pool, flags: SignalFlags, *, verbose: bool,
                  silence_limit: float | None, kill_grace: float, start_flush: float, beat: float = 1.0,
-                 task_timeout: float | None = None) -> None:
+                 task_timeout: float | None = None, end_wait: float = 0.0) -> None:
         self.transport = transport
         self.pool = pool
         self.flags = flags
@@ -56,11 +57,14 @@ class Worker:
         self.task_timeout = task_timeout
         self.limits = TimeLimits(kill_grace)
         self.verbose = verbose
+        self.end_wait = end_wait  # see policy.END_REPORT_WAIT
+        self._ends: list[msg.TaskEnd] = []  # ends not reported yet
+        self._ends_since: float | None = None  # when the oldest of them ended (monotonic)
         pool.on_start = self._on_start
 
     @property
     def done(self) -> bool:
-        return self.code is not None and not self.pool.running
+        return self.code is not None and not self.pool.running and not self._ends
 
     def hello(self) -> None:
         inventory = self.pool.resources.inventory
@@ -75,6 +79,7 @@ class Worker:
         busy |= self._reap()  # first: a freed slot takes the next queued task at once
         busy |= self._start()
         busy |= self._enforce_limits()
+        self._report_ends(now)
         self._report_starts(now)
         if self._kill_at is not None and now >= self._kill_at:
             self.pool.signal_all(signal.SIGKILL)
@@ -91,6 +96,8 @@ class Worker:
 
     def next_deadline(self) -> float:
         deadline = self._sent + self.beat
+        if self._ends_since is not None:
+            deadline = min(deadline, self._ends_since + self.end_wait)
         if self._kill_at is not None:
             deadline = min(deadline, self._kill_at)
         if self._unreported:
@@ -190,7 +197,9 @@ class Worker:
             self._send(msg.Released(dropped))
         if not outcomes:
             return bool(dropped)
-        ends = []
+        ends = self._ends
+        if self._ends_since is None:
+            self._ends_since = time.monotonic()
         for outcome in outcomes:
             run = outcome.run
             self._unreported.pop(run.task.id, None)
@@ -198,8 +207,13 @@ class Worker:
             ends.append(msg.TaskEnd(run.task.id, outcome.returncode, run.t0, outcome.t1, run.slot,
                                     self._reason(outcome, timed_out), run.task.attrs, run.cpus, run.gpus))
             self._killed.discard(run.task.id)
-        self._send(msg.Ended(ends))
         return True
+
+    def _report_ends(self, now: float) -> None:
+        if policy.ends_report_due(held_since=self._ends_since, now=now, queued=len(self.queue) + self.pool.queued,
+                                  stopping=self.draining or self.code is not None, wait=self.end_wait):
+            self._send(msg.Ended(self._ends))
+            self._ends, self._ends_since = [], None
 
     def _reason(self, outcome: Outcome, timed_out: bool) -> EndReason:
         """The pool's reason, unless this worker stopped the run itself (a drain, its time limit)."""

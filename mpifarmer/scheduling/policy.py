@@ -22,7 +22,8 @@ from mpifarmer.wording import counted
 
 __all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_FAILURES", "EXIT_STOPPED", "FAILURE_LOOK", "PREFETCH_LEAD",
            "PREFETCH_MAX", "RETUNE_EARLY_ENDS", "RETUNE_FIRST", "RETUNE_INTERVAL", "SIGNAL_DEATH_HOLD", "EndVerdict",
-           "RetuneSchedule", "classify_end", "exit_code", "failures_stop", "farm_done", "hold_until", "prefetch_for",
+           "END_REPORT_WAIT", "RetuneSchedule", "classify_end",
+           "ends_report_due", "exit_code", "failures_stop", "farm_done", "hold_until", "prefetch_for",
            "attempt_of", "failure_look_due", "retries_of", "retry_at", "silent_ranks", "stop_signalled"]
 
 EXIT_DONE, EXIT_FAILED = 0, 1
@@ -32,6 +33,23 @@ EXIT_DONE, EXIT_FAILED = 0, 1
 #: before calling it failed.
 SIGNAL_DEATH_HOLD = 1.0
 _STOP_SIGNAL_NUMBERS = frozenset(int(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGKILL))
+
+#: A remote rank that still has work queued holds the ends of its runs up to this long before
+#: it reports them, so that one message carries several: rank 0 pays per message (receiving,
+#: unpickling), and at 64 ranks of short tasks a report per step carried one or two ends.
+#: Rank 0's answer is not needed yet (the rank has its prefetch), nothing is lost that a
+#: restart would not run again anyway, and the journal is a few milliseconds later.
+END_REPORT_WAIT = 0.005
+
+
+def ends_report_due(*, held_since: float | None, now: float, queued: int, stopping: bool, wait: float) -> bool:
+    """Whether a rank sends the ends it holds (since ``held_since``; None: it holds none) now:
+    when it has no work queued (rank 0's answer is what it waits for), when it is stopping,
+    or when the oldest has waited ``wait`` seconds (0: at once, as rank 0's own worker does)."""
+    if held_since is None:
+        return False
+    return wait <= 0 or not queued or stopping or now - held_since >= wait
+
 
 #: How much work a rank may hold beyond its slots, in seconds of its recent throughput.
 PREFETCH_LEAD = 0.1
