@@ -2,8 +2,9 @@
 
 Every rank has one, rank 0 included (its coordinator talks to it in process). The worker
 decides nothing about which task runs: it starts what it was sent, in order, as slots free
-up, and reports starts (of runs older than a second), ends and releases. It stops the runs that
-outlast their time limit, when :mod:`mpifarmer.scheduling.timeouts` says so. It stops on
+up, and reports starts (of runs older than a second), ends (on a remote rank held a few
+milliseconds while it has work queued, see policy.END_REPORT_WAIT) and releases. It stops
+the runs that outlast their time limit, when :mod:`mpifarmer.scheduling.timeouts` says so. It stops on
 ``Drain`` from the coordinator or on a stop signal of its own, which it also reports, and
 gives up on a coordinator that has been silent too long (rank 0 lost), killing its tasks.
 """
