@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 #: What ends a torn last line: it makes the line invalid JSON whatever part of a record it holds.
 TORN_END = b" torn\n"
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
 class FaultInjection:
     """Kills this process at a chosen journal append, for crash-consistency tests.
 
@@ -216,7 +213,7 @@ class Journal:
     def new_generation(self, generation: int) -> None:
         """Replace the journal by an empty one of ``generation`` (with the lock held, when the
         snapshot of everything before is written): a whole file, fsynced, then renamed over."""
-        header = _dumps({"e": HEADER, "v": FORMAT, "gen": generation}).encode() + b"\n"
+        header = codec.record_lines([{"e": HEADER, "v": FORMAT, "gen": generation}])
         temporary = self.path.with_name(f".{self.path.name}.{generation}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
