@@ -543,16 +543,32 @@ class Store:
         self._raise_views_error()
         if timeline:
             with atomic_write(self.workdir.views_stamp) as stream:
-                json.dump(stamp, stream)
+                json.dump({**stamp, "files": self._rewritten_files()}, stream)
         return True
 
     def _views_exact(self) -> bool:
-        """Whether the stamp of the last complete rewrite shows the ledger as it is now."""
+        """Whether the stamp of the last complete rewrite shows the ledger as it is now, and the
+        views it was written with are still there. A farmer's background rewrite of ``toprocess``
+        and ``running`` (or its timeline child), begun from an older state before another farmer's
+        complete rewrite and ended after it, replaces them outside the lock: their files are then
+        new ones, and the stamp no longer holds (bug 20)."""
         try:
-            return json.loads(self.workdir.views_stamp.read_text()) == {"changes": self.ledger.changes,
-                                                                         "tasks": len(self.ledger)}
+            stamp = json.loads(self.workdir.views_stamp.read_text())
         except (OSError, ValueError):
             return False
+        return stamp == {"changes": self.ledger.changes, "tasks": len(self.ledger), "files": self._rewritten_files()}
+
+    def _rewritten_files(self) -> dict[str, list[int]] | None:
+        """(inode, mtime, size) of the views rewritten outside the lock: each rewrite is a new
+        file (a rename), so a rewrite since shows here. None if one is missing."""
+        files = {}
+        for path in (self.workdir.toprocess, self.workdir.running, self.workdir.timeline):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            files[path.name] = [stat.st_ino, stat.st_mtime_ns, stat.st_size]
+        return files
 
     def _apply_own(self, out: list[dict[str, Any]]) -> dict[int, list[int]]:
         """Apply this farmer's records to the ledger; return the tasks they made finished or

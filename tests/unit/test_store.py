@@ -18,6 +18,7 @@ from mpifarmer.scheduling.liveness import Liveness
 from mpifarmer.store.journal import Journal
 from mpifarmer.store.locking import WorkLock
 from mpifarmer.store.store import Identity, Store
+from mpifarmer.store.views import Snapshot, write_views
 from mpifarmer.store.workdir import WorkDir
 from mpifarmer.tasklists.reader import TaskLines, read_task_lines
 
@@ -320,6 +321,26 @@ def test_a_stamp_left_by_a_killed_rewrite_is_not_trusted(tmp_path: Path) -> None
     wd.views_stamp.write_text("{not json")  # ... with its stamp
     opened(tmp_path, ["a", "b"]).close([])
     assert wd.finished.read_text() == "0 a\n"
+
+
+def test_views_rewritten_in_the_background_after_the_stamp_are_rewritten_at_close(tmp_path: Path) -> None:
+    """Bug 20 (the crash harness, lock mode): farmer B's background rewrite of toprocess and running,
+    begun from an older state, ended after farmer A's complete rewrite and stamp; B then closed with
+    the same ledger as A's and trusted the stamp, leaving the older toprocess and running behind."""
+    a = opened(tmp_path, ["a", "b", "c"])
+    b = opened(tmp_path, ["a", "b", "c"])
+    b.sync([], want=1)
+    older = Snapshot.of(b.ledger)  # what B's background thread is still writing: task 0 claimed
+    b.close([ended(b, 0, rec.FINISHED)])
+    a.sync([], want=2)
+    a.close([ended(a, 1, rec.FINISHED), ended(a, 2, rec.FINISHED)])  # complete rewrite, and the stamp
+    wd = a.workdir
+    assert wd.toprocess.read_text() == "" and wd.running.read_text() == ""
+    write_views(older, wd, (Status.PENDING, Status.CLAIMED), timeline=False)  # B's thread ends late
+    assert wd.running.read_text() == "0 a\n"
+    last = opened(tmp_path, ["a", "b", "c"])  # the same ledger as A's at its stamp
+    assert last.close([])
+    assert wd.toprocess.read_text() == "" and wd.running.read_text() == ""
 
 
 def test_sync_and_close_give_up_when_the_lock_is_held(tmp_path: Path) -> None:
